@@ -1,0 +1,227 @@
+"""The `tvmq` command: a thin layer over the Python API (tvmq.frontend, build, runtime)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import tvmq
+from tvmq.errors import InputError, TvmqError
+
+log = logging.getLogger("tvmq")
+
+USER_TARGETS_DIR = Path.home() / ".config" / "tvmq" / "targets"
+
+
+def _target_dirs(args) -> list[Path]:
+    """Preset directories: --targets-dir flags first, then ~/.config/tvmq/targets."""
+    return [*args.targets_dir, *([USER_TARGETS_DIR] if USER_TARGETS_DIR.is_dir() else [])]
+
+
+def _cmd_targets(args) -> None:
+    from tvmq.target import list_presets
+
+    presets = list_presets(_target_dirs(args))
+    if args.json:
+        print(json.dumps([{**p.to_json(), "setup": p.setup, "source": p.source} for p in presets], indent=2))
+        return
+    width = max(len(p.name) for p in presets)
+    for preset in presets:
+        reason = preset.cannot_run_here()
+        runs = "runs here" if reason is None else "cross"
+        print(f"{preset.name:<{width}}  {preset.kind:<4}  {preset.arch:<7}  {runs:<9}  {preset.description}")
+
+
+def _parse_input_shapes(items) -> dict:
+    from tvmq.frontend import parse_shape_assignment
+
+    return dict(parse_shape_assignment(item) for item in items)
+
+
+def _cmd_compile(args) -> None:
+    from tvmq.build import compile_model
+    from tvmq.frontend import load_model
+    from tvmq.target import load_target
+
+    preset = load_target(args.target, _target_dirs(args))
+    model = load_model(args.model, input_shapes=_parse_input_shapes(args.input_shape))
+    metadata = compile_model(model, preset, args.output)
+    print(f"wrote {args.output}: {metadata.library.file} ({metadata.library.size_bytes / 1024:.0f} KiB) for {preset.name}")
+    for spec in metadata.inputs:
+        print(f"  input   {spec}")
+    for spec in metadata.outputs:
+        print(f"  output  {spec}")
+    if args.verify:
+        _verify(args.output, model, preset)
+
+
+def _verify(package_dir, model, preset) -> None:
+    from tvmq.runtime import load_package
+    from tvmq.verify import compare_with_reference
+
+    reason = preset.cannot_run_here()
+    if reason:
+        print(f"--verify skipped: {reason}")
+        return
+    framework = "onnxruntime" if model.source.format == "onnx" else "PyTorch"
+    comparisons = compare_with_reference(load_package(package_dir), model.reference)
+    worst = max(c.max_abs_diff for c in comparisons)
+    print(f"verified against {framework} on random inputs: max |diff| {worst:.3g} (within tolerance)")
+
+
+def _read_inputs(items, package) -> dict:
+    """`NAME=FILE.npy` items (or a lone FILE.npy for a one-input model) as arrays by name."""
+    inputs = {}
+    for item in items:
+        name, sep, path = item.rpartition("=")
+        if not sep:
+            if len(package.inputs) != 1:
+                names = ", ".join(s.name for s in package.inputs)
+                raise InputError(f"--input {item}: give NAME=FILE.npy (the inputs are {names})")
+            name = package.inputs[0].name
+        try:
+            inputs[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise InputError(f"cannot read input {name!r} from {path}: {err}") from None
+    return inputs
+
+
+def _summary(array: np.ndarray) -> str:
+    if array.size <= 10:
+        return np.array2string(array.reshape(-1), precision=4, separator=", ")
+    flat = array.reshape(-1)
+    return f"min {flat.min():.4g}  max {flat.max():.4g}  mean {flat.mean(dtype=np.float64):.4g}"
+
+
+def _save_npz_atomically(path: Path, arrays: dict) -> None:
+    path = path.absolute()
+    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def _cmd_run(args) -> None:
+    from tvmq.runtime import load_package
+
+    package = load_package(args.package)
+    outputs = package.run(_read_inputs(args.input, package))
+    for name, array in outputs.items():
+        print(f"{name}: {array.dtype}{list(array.shape)}  {_summary(array)}")
+    if args.output:
+        _save_npz_atomically(Path(args.output), outputs)
+        print(f"saved {len(outputs)} output(s) to {args.output}")
+
+
+def _cmd_bench(args) -> None:
+    from tvmq.runtime import load_package
+
+    package = load_package(args.package)
+    result = package.benchmark(repeat=args.repeat, threads=args.threads)
+    target = package.metadata.target
+    print(f"package  {args.package} ({target['name']}: {target['description']})")
+    print(f"threads  {result.threads}")
+    print(f"repeat   {result.repeat} measurements of >= {result.min_repeat_ms} ms each")
+    print(f"median   {result.median_ms:.4f} ms")
+    print(f"min/max  {result.min_ms:.4f} / {result.max_ms:.4f} ms")
+    if args.json:
+        report = {**result.to_json(), "package": str(args.package), "target": target["name"]}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _cmd_demo(args) -> None:
+    from tvmq.demo import run_demo
+
+    result = run_demo(args.output, target=args.target)
+    print(result.describe())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tvmq", description="Quantize, tune and deploy models with Apache TVM.")
+    parser.add_argument("--version", action="version", version=f"tvmq {tvmq.__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    targets_dir = argparse.ArgumentParser(add_help=False)
+    targets_dir.add_argument(
+        "--targets-dir", action="append", type=Path, default=[], metavar="DIR",
+        help=f"extra directory of target preset files (repeatable; {USER_TARGETS_DIR} is always read)",
+    )
+
+    p = commands.add_parser("targets", parents=[targets_dir], help="list the target presets")
+    p.add_argument("--json", action="store_true", help="print the presets as JSON")
+    p.set_defaults(func=_cmd_targets)
+
+    p = commands.add_parser("compile", parents=[targets_dir], help="compile a model into a deployable package")
+    p.add_argument("model", help="an ONNX (.onnx) or torch.export (.pt2) model file")
+    p.add_argument("-t", "--target", required=True, help="a preset name (see `tvmq targets`), preset file or target JSON")
+    p.add_argument("-o", "--output", required=True, type=Path, help="the package directory to write")
+    p.add_argument(
+        "--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+        help="static shape of an input with dynamic dimensions (repeatable)",
+    )
+    p.add_argument("--verify", action="store_true", help="compare with the original framework on random inputs")
+    p.set_defaults(func=_cmd_compile)
+
+    p = commands.add_parser("run", help="run a package on inputs from .npy files")
+    p.add_argument("package", type=Path)
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input (repeatable)")
+    p.add_argument("-o", "--output", help="save the outputs by name to this .npz file")
+    p.set_defaults(func=_cmd_run)
+
+    p = commands.add_parser("bench", help="measure a package's latency")
+    p.add_argument("package", type=Path)
+    p.add_argument("--repeat", type=int, default=20, help="number of measurements (default 20)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all available)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.set_defaults(func=_cmd_bench)
+
+    p = commands.add_parser("demo", help="compile, run and benchmark the bundled example")
+    p.add_argument("-o", "--output", type=Path, default=Path("tvmq-demo"), help="package directory (default ./tvmq-demo)")
+    p.add_argument("-t", "--target", default="host", help="target preset (default host)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[tvmq] %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if args.debug else logging.INFO)
+    if not args.debug:
+        warnings.filterwarnings("ignore")
+    try:
+        args.func(args)
+    except TvmqError as err:
+        if args.debug:
+            raise
+        print(f"tvmq: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tvmq: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug in tvmq: still one line, with the way to the traceback
+        if args.debug:
+            raise
+        print(f"tvmq: internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        log.removeHandler(handler)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

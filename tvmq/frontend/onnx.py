@@ -1,0 +1,157 @@
+"""ONNX models into Relax: read, check operators, fix input shapes, fold, import."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+
+from tvmq.errors import ModelLoadError, UnsupportedOperatorError
+from tvmq.frontend.imported import ImportedModel, ModelSource, output_specs, sha256_of
+from tvmq.frontend.onnx_fold import fold_constants
+from tvmq.frontend.shapes import DeclaredDim, resolve_input_shapes
+from tvmq.progress import step
+from tvmq.tensors import TensorSpec
+
+# Handled by the importer itself rather than through its converter table.
+_IMPORTER_BUILTINS = {"Constant", "If"}
+
+
+def read_onnx(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, ModelSource]:
+    """The model proto and where it came from; unreadable files raise ModelLoadError."""
+    if isinstance(model, onnx.ModelProto):
+        data = model.SerializeToString()
+        return model, ModelSource("onnx", f"ONNX model {model.graph.name or '(unnamed)'}", sha256_of(data))
+    path = Path(model)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ModelLoadError(f"cannot read model {path}: {err.strerror or err}") from None
+    try:
+        proto = onnx.load_from_string(data)
+    except (DecodeError, ValueError, RuntimeError) as err:
+        raise ModelLoadError(f"{path} is not a valid ONNX model: {err}") from None
+    if not proto.graph.node:
+        raise ModelLoadError(f"{path} is not a valid ONNX model: its graph has no nodes")
+    # Models with external data keep weights beside the file.
+    onnx.load_external_data_for_model(proto, str(path.parent))
+    return proto, ModelSource("onnx", str(path), sha256_of(data))
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    """Every node of the graph, including those of If/Loop/Scan bodies."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                yield from _all_nodes(sub)
+
+
+def check_supported_ops(proto: onnx.ModelProto, model: str) -> None:
+    """Raise one UnsupportedOperatorError listing every op type TVM cannot import."""
+    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+
+    supported = set(_get_convert_map()) | _IMPORTER_BUILTINS
+    missing: dict[str, list[str]] = defaultdict(list)
+    for index, node in enumerate(_all_nodes(proto.graph)):
+        if node.op_type not in supported:
+            missing[node.op_type].append(node.name or f"#{index}")
+    if missing:
+        lines = [
+            f"  {op} ({len(nodes)} node{'s' if len(nodes) > 1 else ''}: {', '.join(nodes[:8])}"
+            + (", ..." if len(nodes) > 8 else "") + ")"
+            for op, nodes in sorted(missing.items())
+        ]
+        raise UnsupportedOperatorError(
+            f"{model} uses operators that TVM's ONNX importer does not support:\n" + "\n".join(lines)
+        )
+
+
+def graph_input_dims(proto: onnx.ModelProto) -> dict[str, list[DeclaredDim]]:
+    """Declared dimensions of the real inputs (initializers excluded): int or dim name/None."""
+    initializers = {init.name for init in proto.graph.initializer}
+    declared = {}
+    for info in proto.graph.input:
+        if info.name in initializers:
+            continue
+        dims = info.type.tensor_type.shape.dim
+        declared[info.name] = [
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
+            for d in dims
+        ]
+    return declared
+
+
+def _input_dtype(info: onnx.ValueInfoProto) -> str:
+    return str(onnx.helper.tensor_dtype_to_np_dtype(info.type.tensor_type.elem_type))
+
+
+def with_static_inputs(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) -> onnx.ModelProto:
+    """A copy of `proto` whose graph inputs declare the given static shapes."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    for info in fixed.graph.input:
+        if info.name in shapes:
+            dims = info.type.tensor_type.shape.dim
+            for dim, size in zip(dims, shapes[info.name]):
+                dim.Clear()
+                dim.dim_value = size
+    return fixed
+
+
+class OnnxRuntimeReference:
+    """Runs the original (shape-fixed) ONNX model with onnxruntime, the reference for ONNX."""
+
+    def __init__(self, proto: onnx.ModelProto):
+        self._model_bytes = proto.SerializeToString()
+        self._session = None
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        if self._session is None:
+            try:
+                import onnxruntime
+            except ImportError:
+                raise ModelLoadError(
+                    "comparing with the original ONNX model needs onnxruntime: pip install onnxruntime"
+                ) from None
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3
+            self._session = onnxruntime.InferenceSession(
+                self._model_bytes, options, providers=["CPUExecutionProvider"]
+            )
+        return self._session.run(None, dict(inputs))
+
+
+def load_onnx(
+    model: str | os.PathLike | onnx.ModelProto,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> ImportedModel:
+    """Import an ONNX model (file or ModelProto) into Relax with static input shapes."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    proto, source = read_onnx(model)
+    check_supported_ops(proto, source.description)
+    shapes = resolve_input_shapes(graph_input_dims(proto), input_shapes or {}, source.description)
+    fixed = with_static_inputs(proto, shapes)
+    with step("folding shape computations"):
+        folded = fold_constants(fixed)
+    with step(f"importing {source.description} into Relax"):
+        try:
+            mod = from_onnx(folded, shape_dict=shapes, keep_params_in_input=False)
+        except Exception as err:
+            raise ModelLoadError(
+                f"TVM's ONNX importer failed on {source.description}: {type(err).__name__}: {err}"
+            ) from err
+    initializers = {init.name for init in proto.graph.initializer}
+    inputs = tuple(
+        TensorSpec(info.name, shapes[info.name], _input_dtype(info))
+        for info in proto.graph.input
+        if info.name not in initializers
+    )
+    outputs = output_specs(mod, [o.name for o in proto.graph.output], source.description)
+    return ImportedModel(mod, inputs, outputs, source, OnnxRuntimeReference(fixed))

@@ -1,0 +1,171 @@
+"""Loading a package, running it on named numpy inputs, benchmarking it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tvmq.errors import InputError, PackageError
+from tvmq.metadata import PackageMetadata, read_metadata
+from tvmq.runtime.threads import num_threads, set_num_threads
+from tvmq.target import TargetPreset
+from tvmq.tensors import TensorSpec
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """Latency of one inference over `repeat` measurements, each the mean of as many runs as
+    fill `min_repeat_ms`."""
+
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    mean_ms: float
+    std_ms: float
+    repeat: int
+    min_repeat_ms: int
+    threads: int
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def check_inputs(specs: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray]) -> None:
+    """Raise InputError naming every missing, unknown or mis-shaped/typed input."""
+    expected = {spec.name: spec for spec in specs}
+    problems = [f"unknown input {name!r}" for name in inputs if name not in expected]
+    problems += [f"missing input {spec}" for spec in specs if spec.name not in inputs]
+    for name, value in inputs.items():
+        spec = expected.get(name)
+        if spec is None:
+            continue
+        value = np.asarray(value)
+        if value.shape != spec.shape:
+            problems.append(f"input {name!r} has shape {list(value.shape)}, expected {list(spec.shape)}")
+        if str(value.dtype) != spec.dtype:
+            problems.append(f"input {name!r} has dtype {value.dtype}, expected {spec.dtype}")
+    if problems:
+        signature = ", ".join(str(spec) for spec in specs)
+        raise InputError("; ".join(problems) + f" (the model takes {signature})")
+
+
+def flatten_outputs(result) -> list[np.ndarray]:
+    """The VM's result (a tensor or nested tuple of tensors) as a flat list of numpy arrays."""
+    if hasattr(result, "numpy"):
+        return [result.numpy()]
+    return [leaf for item in result for leaf in flatten_outputs(item)]
+
+
+def _load_verified_library(path: Path, metadata: PackageMetadata):
+    """Load exactly the library bytes whose sha256 matches the metadata.
+
+    The bytes are checked, then loaded from a private copy: nothing can swap the file between
+    check and load, and the dynamic loader cannot hand back an earlier library that was loaded
+    from the same path before the package was rebuilt.
+    """
+    import tvm
+
+    library = path / metadata.library.file
+    try:
+        data = library.read_bytes()
+    except OSError as err:
+        raise PackageError(f"{path}: cannot read the library {metadata.library.file}: {err.strerror or err}") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != metadata.library.sha256:
+        raise PackageError(
+            f"{library} does not match its package metadata (sha256 {actual[:16]}..., "
+            f"expected {metadata.library.sha256[:16]}...): it was modified or corrupted; "
+            "refusing to load it"
+        )
+    with tempfile.TemporaryDirectory(prefix="tvmq-lib-") as private:
+        copy = Path(private) / f"{actual}.so"
+        copy.write_bytes(data)
+        try:
+            return tvm.runtime.load_module(str(copy))
+        except Exception as err:
+            raise PackageError(f"cannot load {library}: {err}") from err
+
+
+class Package:
+    """A deployable package loaded for running on this machine."""
+
+    def __init__(self, path: Path, metadata: PackageMetadata, vm, device):
+        self.path = path
+        self.metadata = metadata
+        self._vm = vm
+        self._device = device
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Package:
+        """Load the package at `path` after checking the library's sha256 and that this machine
+        can run its target."""
+        import tvm
+        from tvm import relax
+
+        path = Path(path)
+        metadata = read_metadata(path)
+        preset = TargetPreset.from_json(metadata.target)
+        reason = preset.cannot_run_here()
+        if reason:
+            raise PackageError(f"cannot run {path} on this machine: {reason}")
+        device = tvm.cuda(0) if preset.kind == "cuda" else tvm.cpu(0)
+        vm = relax.VirtualMachine(_load_verified_library(path, metadata), device)
+        return cls(path, metadata, vm, device)
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self.metadata.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self.metadata.outputs
+
+    def _device_args(self, inputs: Mapping[str, np.ndarray]) -> list:
+        import tvm
+
+        check_inputs(self.inputs, inputs)
+        return [tvm.runtime.tensor(np.ascontiguousarray(inputs[s.name]), self._device) for s in self.inputs]
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; returns the outputs by name, in the model's output order."""
+        result = self._vm["main"](*self._device_args(inputs))
+        return dict(zip((spec.name for spec in self.outputs), flatten_outputs(result)))
+
+    def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return {spec.name: spec.random(rng) for spec in self.inputs}
+
+    def benchmark(
+        self,
+        inputs: Mapping[str, np.ndarray] | None = None,
+        repeat: int = 20,
+        threads: int | None = None,
+        min_repeat_ms: int = 20,
+    ) -> BenchmarkResult:
+        """Time inference with TVM's time_evaluator: `repeat` measurements, each averaging as
+        many runs as fill `min_repeat_ms`. Random inputs unless `inputs` are given."""
+        if repeat < 1:
+            raise PackageError(f"repeat must be >= 1, got {repeat}")
+        args = self._device_args(inputs if inputs is not None else self.random_inputs())
+        used_threads = set_num_threads(threads) if threads is not None else num_threads()
+        self._vm["main"](*args)  # warm-up: first-run allocations and lazy initialization
+        timer = self._vm.time_evaluator("main", self._device, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
+        report = timer(*args)
+        times_ms = [t * 1e3 for t in report.results]
+        return BenchmarkResult(
+            median_ms=statistics.median(times_ms),
+            min_ms=min(times_ms),
+            max_ms=max(times_ms),
+            mean_ms=statistics.fmean(times_ms),
+            std_ms=statistics.pstdev(times_ms),
+            repeat=repeat,
+            min_repeat_ms=min_repeat_ms,
+            threads=used_threads,
+        )
