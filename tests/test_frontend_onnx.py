@@ -95,3 +95,18 @@ def test_two_outputs_come_back_by_name_in_order(compile_and_load):
     assert list(outputs) == ["relu", "neg"]
     np.testing.assert_array_equal(outputs["relu"], np.maximum(x, 0))
     np.testing.assert_array_equal(outputs["neg"], -x)
+
+
+def test_input_of_unknown_rank_takes_the_given_shape(compile_and_load):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "unranked",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(InputShapeError, match="input 'x' has no declared shape"):
+        tvmq.load_model(model)
+    _, package = compile_and_load(model, input_shapes={"x": (2, 3)})
+    np.testing.assert_array_equal(package.run({"x": -np.ones((2, 3), np.float32)})["y"], np.zeros((2, 3)))

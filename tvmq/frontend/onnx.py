@@ -38,8 +38,10 @@ def read_onnx(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelPro
         raise ModelLoadError(f"{path} is not a valid ONNX model: {err}") from None
     if not proto.graph.node:
         raise ModelLoadError(f"{path} is not a valid ONNX model: its graph has no nodes")
-    # Models with external data keep weights beside the file.
-    onnx.load_external_data_for_model(proto, str(path.parent))
+    try:  # models with external data keep their weights in files beside the model
+        onnx.load_external_data_for_model(proto, str(path.parent))
+    except OSError as err:
+        raise ModelLoadError(f"cannot read the external weights of {path}: {err}") from None
     return proto, ModelSource("onnx", str(path), sha256_of(data))
 
 
@@ -72,12 +74,18 @@ def check_supported_ops(proto: onnx.ModelProto, model: str) -> None:
         )
 
 
-def graph_input_dims(proto: onnx.ModelProto) -> dict[str, list[DeclaredDim]]:
-    """Declared dimensions of the real inputs (initializers excluded): int or dim name/None."""
+def graph_input_dims(proto: onnx.ModelProto, model: str) -> dict[str, list[DeclaredDim] | None]:
+    """Declared dimensions of the real inputs (initializers excluded): int or dim name/None
+    each, or None for an input of unknown rank."""
     initializers = {init.name for init in proto.graph.initializer}
     declared = {}
     for info in proto.graph.input:
         if info.name in initializers:
+            continue
+        if not info.type.HasField("tensor_type"):
+            raise ModelLoadError(f"{model}: input {info.name!r} is not a tensor ({info.type.WhichOneof('value')})")
+        if not info.type.tensor_type.HasField("shape"):
+            declared[info.name] = None
             continue
         dims = info.type.tensor_type.shape.dim
         declared[info.name] = [
@@ -97,10 +105,10 @@ def with_static_inputs(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int
     fixed.CopyFrom(proto)
     for info in fixed.graph.input:
         if info.name in shapes:
-            dims = info.type.tensor_type.shape.dim
-            for dim, size in zip(dims, shapes[info.name]):
-                dim.Clear()
-                dim.dim_value = size
+            shape = info.type.tensor_type.shape
+            shape.Clear()
+            for size in shapes[info.name]:
+                shape.dim.add().dim_value = size
     return fixed
 
 
@@ -136,7 +144,7 @@ def load_onnx(
 
     proto, source = read_onnx(model)
     check_supported_ops(proto, source.description)
-    shapes = resolve_input_shapes(graph_input_dims(proto), input_shapes or {}, source.description)
+    shapes = resolve_input_shapes(graph_input_dims(proto, source.description), input_shapes or {}, source.description)
     fixed = with_static_inputs(proto, shapes)
     with step("folding shape computations"):
         folded = fold_constants(fixed)

@@ -1,7 +1,8 @@
 """Fixing a model's input shapes: dynamic dimensions must be given by the user.
 
-Frontends describe each input's declared dimensions as ints (fixed) or names/None (dynamic);
-`resolve_input_shapes` checks the user's shapes against them and returns fully static shapes.
+Frontends describe each input's declared dimensions as ints (fixed) or names/None (dynamic),
+or the whole shape as None when even the rank is unknown; `resolve_input_shapes` checks the
+user's shapes against them and returns fully static shapes.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ def parse_shape_assignment(text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
-def _format_dims(dims: Sequence[DeclaredDim]) -> str:
+def _format_dims(dims: Sequence[DeclaredDim] | None) -> str:
+    if dims is None:
+        return "[unknown rank]"
     return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
 
 
 def resolve_input_shapes(
-    declared: Mapping[str, Sequence[DeclaredDim]],
+    declared: Mapping[str, Sequence[DeclaredDim] | None],
     given: Mapping[str, Sequence[int]],
     model: str,
 ) -> dict[str, tuple[int, ...]]:
@@ -47,6 +50,12 @@ def resolve_input_shapes(
         )
     resolved = {}
     for name, dims in declared.items():
+        if dims is None:
+            if name not in given:
+                raise InputShapeError(
+                    f"{model}: input {name!r} has no declared shape; give it, e.g. --input-shape {name}=1,3,224,224"
+                )
+            dims = [None] * len(given[name])
         if name not in given:
             dynamic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
             if dynamic:
