@@ -1,0 +1,58 @@
+"""Build: compile an imported model for a target and write a deployable package directory.
+
+A package is a directory holding the shared library (`model.so`, cross-compiled for ARM
+targets) and `metadata.json`: the signature, the target, tool versions, the quantization and
+tuning settings used, and the library's sha256, which the runtime checks before loading.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+from pathlib import Path
+
+import tvmq
+from tvmq.build.compile import build_executable, export_library
+from tvmq.build.package import write_package_atomically
+from tvmq.frontend import ImportedModel
+from tvmq.metadata import LIBRARY_FILE, LibraryInfo, PackageMetadata, file_sha256
+from tvmq.target import TargetPreset, check_compiler, load_target
+
+__all__ = ["compile_model"]
+
+
+def tool_versions() -> dict:
+    return {
+        "tvmq": tvmq.__version__,
+        "tvm": importlib.metadata.version("apache-tvm"),
+        "tvm_ffi": importlib.metadata.version("apache-tvm-ffi"),
+    }
+
+
+def compile_model(
+    model: ImportedModel,
+    target: TargetPreset | str | dict,
+    output_dir: str | os.PathLike,
+) -> PackageMetadata:
+    """Compile `model` for `target` (a preset, its name, or a TVM target dict) into a package
+    directory at `output_dir`, replacing a previous package there only on success."""
+    preset = load_target(target)
+    check_compiler(preset)
+    executable = build_executable(model.mod, preset)
+
+    def fill(staging: Path) -> dict:
+        library = staging / LIBRARY_FILE
+        export_library(executable, library, preset)
+        metadata = PackageMetadata(
+            inputs=model.inputs,
+            outputs=model.outputs,
+            target=preset.to_json(),
+            model=model.source.to_json(),
+            versions=tool_versions(),
+            library=LibraryInfo(LIBRARY_FILE, file_sha256(library), library.stat().st_size),
+            created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        )
+        return metadata.to_json()
+
+    return PackageMetadata.from_json(write_package_atomically(Path(output_dir), fill), str(output_dir))

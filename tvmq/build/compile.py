@@ -1,0 +1,33 @@
+"""Relax module -> executable -> shared library for one target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tvmq.errors import BuildError
+from tvmq.progress import step
+from tvmq.target import TargetPreset, check_compiler
+
+
+def build_executable(mod, preset: TargetPreset):
+    """Compile a Relax module for the preset's target with TVM's default pipeline."""
+    import tvm
+
+    with step(f"compiling for {preset.name}"):
+        try:
+            return tvm.compile(mod, target=preset.tvm_target())
+        except Exception as err:
+            raise BuildError(f"compiling for {preset.name} failed: {type(err).__name__}: {err}") from err
+
+
+def export_library(executable, path: Path, preset: TargetPreset) -> None:
+    """Write the executable as a shared library, linked by the preset's (cross) compiler."""
+    import tvm.support.cc
+
+    check_compiler(preset)
+    fcompile = tvm.support.cc.cross_compiler(preset.compiler) if preset.compiler else None
+    with step(f"linking {path.name}" + (f" with {preset.compiler}" if preset.compiler else "")):
+        try:
+            executable.export_library(str(path), fcompile=fcompile)
+        except Exception as err:
+            raise BuildError(f"exporting the library for {preset.name} failed: {err}") from err

@@ -1,0 +1,70 @@
+"""Writing a deployable package directory atomically.
+
+The package is assembled in a staging directory beside the destination and renamed into place
+only once complete, so a failed build leaves an existing package exactly as it was. A directory
+that is not a tvmq package is never replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from tvmq.errors import BuildError
+from tvmq.metadata import METADATA_FILE
+
+
+def check_replaceable(output_dir: Path) -> None:
+    """Raise BuildError unless `output_dir` is absent, empty, or a tvmq package."""
+    if not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise BuildError(f"output {output_dir} exists and is not a directory")
+    if any(output_dir.iterdir()) and not (output_dir / METADATA_FILE).is_file():
+        raise BuildError(
+            f"output directory {output_dir} is not empty and is not a tvmq package; "
+            "refusing to replace it (choose another -o or remove it)"
+        )
+
+
+def write_package_atomically(output_dir: Path, fill: Callable[[Path], dict]) -> dict:
+    """Call `fill(staging_dir)` to write the package's files, which returns the metadata dict;
+    then write the metadata and move the complete package to `output_dir`."""
+    output_dir = Path(output_dir).absolute()
+    check_replaceable(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
+    try:
+        os.chmod(staging, 0o777 & ~_current_umask())  # mkdtemp's 0700 would stick to the package
+        metadata = fill(staging)
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        _swap_into_place(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return metadata
+
+
+def _current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _swap_into_place(staging: Path, output_dir: Path) -> None:
+    if not output_dir.exists():
+        os.rename(staging, output_dir)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".old", dir=output_dir.parent))
+    os.rename(output_dir, retired / "package")
+    try:
+        os.rename(staging, output_dir)
+    except OSError:
+        os.rename(retired / "package", output_dir)
+        raise
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
