@@ -82,3 +82,14 @@ def test_large_results_stay_nodes_with_constant_inputs():
 def test_folding_keeps_the_model_valid():
     after = fold_constants(with_static_inputs(onnx_models.same_padding_conv(), {"x": (1, 3, 9, 9)}))
     onnx.checker.check_model(after, full_check=True)
+
+
+def test_importer_failures_name_the_operator(monkeypatch):
+    """Without folding, TVM's error surfaces as a ModelLoadError naming the failing op type."""
+    import tvmq
+    import tvmq.frontend.onnx as onnx_frontend
+    from tvmq.errors import ModelLoadError
+
+    monkeypatch.setattr(onnx_frontend, "fold_constants", lambda model: model)
+    with pytest.raises(ModelLoadError, match="failed on ONNX model test at a Pad node: ValueError: Dynamic pads"):
+        tvmq.load_model(onnx_models.same_padding_conv(), input_shapes={"x": (1, 3, 9, 9)})

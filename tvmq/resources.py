@@ -6,17 +6,18 @@ checkout without installing, they are read from the repository's top-level folde
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 from pathlib import Path
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _data_dir(package: str, repo_folder: str) -> Path:
-    try:
-        return Path(str(importlib.resources.files(package)))
-    except ModuleNotFoundError:
+    # Data folders hold no __init__.py: they are namespace packages with one search location.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
         return _REPO_ROOT / repo_folder
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def presets_dir() -> Path:

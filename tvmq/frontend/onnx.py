@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -148,12 +151,16 @@ def load_onnx(
     fixed = with_static_inputs(proto, shapes)
     with step("folding shape computations"):
         folded = fold_constants(fixed)
-    with step(f"importing {source.description} into Relax"):
+    with step(f"importing {source.description} into Relax"), contextlib.redirect_stdout(io.StringIO()) as printed:
+        # The importer prints the failing operator to stdout; keep it for the error message.
         try:
             mod = from_onnx(folded, shape_dict=shapes, keep_params_in_input=False)
         except Exception as err:
+            failed_op = re.search(r"Error converting operator (\w+)", printed.getvalue())
             raise ModelLoadError(
-                f"TVM's ONNX importer failed on {source.description}: {type(err).__name__}: {err}"
+                f"TVM's ONNX importer failed on {source.description}"
+                + (f" at a {failed_op[1]} node" if failed_op else "")
+                + f": {type(err).__name__}: {err}"
             ) from err
     initializers = {init.name for init in proto.graph.initializer}
     inputs = tuple(
