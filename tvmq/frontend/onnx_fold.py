@@ -31,10 +31,26 @@ _UNFOLDABLE = {
 }
 
 
+# Initializers larger than this are declared by type and shape only when inferring shapes:
+# shape inference needs the values of small shape-like constants, not of the weights.
+_INFERENCE_VALUE_LIMIT = 1024
+
+
+def _without_large_values(model: onnx.ModelProto) -> onnx.ModelProto:
+    light = onnx.ModelProto()
+    light.CopyFrom(model)
+    graph = light.graph
+    large = [init for init in graph.initializer if np.prod(init.dims) > _INFERENCE_VALUE_LIMIT]
+    for init in large:
+        graph.initializer.remove(init)
+        graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    return light
+
+
 def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """Shapes that ONNX shape inference can fully determine, by tensor name."""
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(_without_large_values(model), data_prop=True)
     except Exception as err:  # inference is best effort: unknown shapes just fold less
         log.debug("ONNX shape inference failed: %s", err)
         inferred = model
