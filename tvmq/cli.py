@@ -15,10 +15,16 @@ import numpy as np
 
 import tvmq
 from tvmq.errors import InputError, TvmqError
+from tvmq.quantize.config import ACTIVATION_DTYPES, CALIBRATION_METHODS, QConfig
 
 log = logging.getLogger("tvmq")
 
 USER_TARGETS_DIR = Path.home() / ".config" / "tvmq" / "targets"
+CALIBRATION_CACHE = Path.home() / ".cache" / "tvmq" / "calibration"
+
+
+class UsageError(TvmqError):
+    """Command-line arguments that do not fit together."""
 
 
 def _target_dirs(args) -> list[Path]:
@@ -46,24 +52,57 @@ def _parse_input_shapes(items) -> dict:
     return dict(parse_shape_assignment(item) for item in items)
 
 
+def _qconfig(args):
+    from tvmq.quantize import QConfig
+
+    try:
+        return QConfig(
+            activation_dtype=args.activation_dtype,
+            symmetric_activations=args.symmetric_activations,
+            per_channel=not args.per_tensor,
+            method=args.calib_method,
+            percentile=args.percentile,
+            bins=args.bins,
+            num_samples=args.calib_samples,
+            skip=tuple(args.skip),
+            keep_first_float=args.keep_first_float,
+            keep_last_float=args.keep_last_float,
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
 def _cmd_compile(args) -> None:
     from tvmq.build import compile_model
     from tvmq.frontend import load_model
+    from tvmq.quantize import has_qdq, quantize_model
     from tvmq.target import load_target
 
+    if args.quantize and not args.calib:
+        raise UsageError("--quantize int8 needs calibration data: --calib DATA.npz (or a folder of .npz)")
+    if args.calib and not args.quantize:
+        raise UsageError("--calib is only used with --quantize int8")
+    config = _qconfig(args) if args.quantize else None
     preset = load_target(args.target, _target_dirs(args))
     model = load_model(args.model, input_shapes=_parse_input_shapes(args.input_shape))
-    metadata = compile_model(model, preset, args.output)
+    if config is not None:
+        cache = None if args.calib_cache.lower() == "none" else Path(args.calib_cache).expanduser()
+        model = quantize_model(model, args.calib, config, cache_dir=cache)
+    if args.simulate and not has_qdq(model.mod):
+        raise UsageError("--simulate needs a quantized model: add --quantize int8 --calib DATA")
+    metadata = compile_model(model, preset, args.output, simulate=args.simulate)
     print(f"wrote {args.output}: {metadata.library.file} ({metadata.library.size_bytes / 1024:.0f} KiB) for {preset.name}")
     for spec in metadata.inputs:
         print(f"  input   {spec}")
     for spec in metadata.outputs:
         print(f"  output  {spec}")
+    if metadata.quantization:
+        _print_quantization_summary(metadata.quantization)
     if args.verify:
-        _verify(args.output, model, preset)
+        _verify(args.output, model, preset, quantized=metadata.quantization is not None)
 
 
-def _verify(package_dir, model, preset) -> None:
+def _verify(package_dir, model, preset, quantized: bool) -> None:
     from tvmq.runtime import load_package
     from tvmq.verify import compare_with_reference
 
@@ -71,10 +110,68 @@ def _verify(package_dir, model, preset) -> None:
     if reason:
         print(f"--verify skipped: {reason}")
         return
+    if quantized:
+        print("--verify skipped: a quantized model differs from the float original by design; see `tvmq report`")
+        return
     framework = "onnxruntime" if model.source.format == "onnx" else "PyTorch"
     comparisons = compare_with_reference(load_package(package_dir), model.reference)
     worst = max(c.max_abs_diff for c in comparisons)
     print(f"verified against {framework} on random inputs: max |diff| {worst:.3g} (within tolerance)")
+
+
+def _print_quantization_summary(record: dict) -> None:
+    error = record.get("error")
+    if not error:
+        print(f"  quantization  {record['mode']} ({record.get('source', 'tvmq')})")
+        return
+    outputs = ", ".join(_format_error(o) for o in error["outputs"])
+    worst = error["layers"][0] if error["layers"] else None
+    print(f"  quantization  {record['mode']}, {len(record['layers'])} layers; output {outputs}")
+    if worst:
+        print(f"  worst layer   {worst['layer']}: {_format_error(worst)} (tvmq report for all)")
+
+
+def _format_error(row: dict) -> str:
+    sqnr = "inf" if row.get("sqnr_db") is None else f"{row['sqnr_db']:.1f}"
+    text = f"SQNR {sqnr} dB, cosine {row['cosine']:.5f}"
+    if "top1_agreement" in row:
+        text += f", top-1 agreement {100 * row['top1_agreement']:.1f}%"
+    return text
+
+
+def _cmd_report(args) -> None:
+    from tvmq.metadata import read_metadata
+
+    metadata = read_metadata(args.package)
+    print(f"package   {args.package}")
+    print(f"model     {metadata.model['source']}")
+    print(f"target    {metadata.target['name']}")
+    print(f"library   {metadata.library.file}, {metadata.library.size_bytes / 1024:.0f} KiB")
+    record = metadata.quantization
+    if record is None:
+        print("quantization  none (float model)")
+        return
+    print(f"quantization  {record['mode']}")
+    if "config" not in record:
+        print(f"  {record.get('source', '')}")
+        return
+    config = record["config"]
+    settings = ", ".join(f"{k}={v}" for k, v in config.items() if v not in (None, [], False))
+    print(f"  settings      {settings}")
+    print(f"  calibration   {record['calibration']['samples']} samples from {record['calibration']['source']}")
+    weights = record["weights"]
+    print(f"  weights       {weights['float32'] / 1024:.0f} KiB float32 -> {weights['quantized'] / 1024:.0f} KiB stored")
+    kept = ", ".join(f"{op} x{n}" for op, n in sorted(record["float_ops"].items())) or "none"
+    print(f"  float ops     {kept}")
+    error = record["error"]
+    for index, row in enumerate(error["outputs"]):
+        print(f"  output {index}      {_format_error(row)} on {error['samples']} calibration samples")
+    print("\n  per layer, worst first (error accumulated up to each layer's output)")
+    width = max(len(row["layer"]) for row in error["layers"])
+    print(f"  {'layer':<{width}}  {'SQNR dB':>8}  {'cosine':>8}")
+    for row in error["layers"]:
+        sqnr = "inf" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f}"
+        print(f"  {row['layer']:<{width}}  {sqnr:>8}  {row['cosine']:>8.5f}")
 
 
 def _read_inputs(items, package) -> dict:
@@ -173,7 +270,26 @@ def _parser() -> argparse.ArgumentParser:
         help="static shape of an input with dynamic dimensions (repeatable)",
     )
     p.add_argument("--verify", action="store_true", help="compare with the original framework on random inputs")
+    q = p.add_argument_group("quantization")
+    q.add_argument("--quantize", choices=["int8"], help="quantize to int8 (needs --calib)")
+    q.add_argument("--calib", metavar="DATA", help=".npz of arrays keyed by input name (first axis = samples), or a folder of them")
+    q.add_argument("--calib-method", choices=CALIBRATION_METHODS, default=QConfig.method, help=f"activation range method (default {QConfig.method})")
+    q.add_argument("--percentile", type=float, default=QConfig.percentile, help=f"for --calib-method percentile (default {QConfig.percentile})")
+    q.add_argument("--bins", type=int, default=QConfig.bins, help=f"histogram bins of the statistics (default {QConfig.bins})")
+    q.add_argument("--calib-samples", type=int, metavar="N", help="use at most N calibration samples")
+    q.add_argument("--activation-dtype", choices=ACTIVATION_DTYPES, default=QConfig.activation_dtype)
+    q.add_argument("--symmetric-activations", action="store_true", help="symmetric activation ranges (zero point in the middle)")
+    q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per output channel")
+    q.add_argument("--skip", action="append", default=[], metavar="NAME_OR_OP", help="keep a layer (name from `tvmq report`) or op type (Conv, MatMul, ...) in float; repeatable")
+    q.add_argument("--keep-first-float", action="store_true", help="keep the first conv/matmul layer in float")
+    q.add_argument("--keep-last-float", action="store_true", help="keep the last conv/matmul layer in float")
+    q.add_argument("--simulate", action="store_true", help="fake-quant in float instead of integer operators (debugging)")
+    q.add_argument("--calib-cache", default=str(CALIBRATION_CACHE), metavar="DIR", help="where calibration statistics are cached ('none' to disable)")
     p.set_defaults(func=_cmd_compile)
+
+    p = commands.add_parser("report", help="show a package's settings, sizes and quantization error")
+    p.add_argument("package", type=Path)
+    p.set_defaults(func=_cmd_report)
 
     p = commands.add_parser("run", help="run a package on inputs from .npy files")
     p.add_argument("package", type=Path)

@@ -16,6 +16,8 @@ import tvmq
 from tvmq.build.compile import build_executable, export_library
 from tvmq.build.package import write_package_atomically
 from tvmq.frontend import ImportedModel
+from tvmq.progress import step
+from tvmq.quantize import has_qdq, realize
 from tvmq.metadata import LIBRARY_FILE, LibraryInfo, PackageMetadata, file_sha256
 from tvmq.target import TargetPreset, check_compiler, load_target
 
@@ -30,16 +32,34 @@ def tool_versions() -> dict:
     }
 
 
+def _quantization_record(model: ImportedModel, quantized: bool, simulate: bool) -> dict | None:
+    """What the package records of its quantization (None for a float model)."""
+    if not quantized:
+        return None
+    record = dict(model.quantization or {"source": "pre-quantized (QDQ) model"})
+    record["mode"] = "simulated" if simulate else "int8"
+    return record
+
+
 def compile_model(
     model: ImportedModel,
     target: TargetPreset | str | dict,
     output_dir: str | os.PathLike,
+    simulate: bool = False,
 ) -> PackageMetadata:
     """Compile `model` for `target` (a preset, its name, or a TVM target dict) into a package
-    directory at `output_dir`, replacing a previous package there only on success."""
+    directory at `output_dir`, replacing a previous package there only on success.
+
+    A quantized model (from tvmq.quantize or a pre-quantized QDQ model) is realized into
+    integer operators, unless `simulate` keeps it as fake-quant float code for debugging."""
     preset = load_target(target)
     check_compiler(preset)
-    executable = build_executable(model.mod, preset)
+    mod = model.mod
+    quantized = has_qdq(mod)
+    if quantized and not simulate:
+        with step("realizing integer operators"):
+            mod = realize(mod)
+    executable = build_executable(mod, preset)
 
     def fill(staging: Path) -> dict:
         library = staging / LIBRARY_FILE
@@ -52,6 +72,7 @@ def compile_model(
             versions=tool_versions(),
             library=LibraryInfo(LIBRARY_FILE, file_sha256(library), library.stat().st_size),
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            quantization=_quantization_record(model, quantized, simulate),
         )
         return metadata.to_json()
 

@@ -42,6 +42,7 @@ class ImportedModel:
     outputs: tuple[TensorSpec, ...]
     source: ModelSource
     reference: Reference
+    quantization: dict | None = None  # what quantize_model did; None for a float model
 
 
 def sha256_of(data: bytes) -> str:

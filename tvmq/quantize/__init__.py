@@ -1,0 +1,115 @@
+"""Quantize: float model -> QDQ model (calibrated) -> integer operators (at build time).
+
+    prepare   fold BatchNorm and per-channel affine ops into weights        (prepare.py)
+    annotate  choose the layers to run in int8 and their quantization points (annotate.py)
+    calibrate run the float model on data, one histogram per point          (calibrate.py)
+    ranges    minmax / percentile / entropy / mse range per point           (observers.py)
+    QDQ       insert quantize/dequantize pairs: the simulated model          (qdq.py)
+    realize   QDQ groups -> int8 x int8 -> int32 operators, fused requantize (realize.py)
+
+`quantize_model` does the first five; `tvmq.build.compile_model` realizes (unless simulating),
+which is also how pre-quantized QDQ ONNX models become integer models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import tvm
+
+from tvmq.frontend.imported import ImportedModel
+from tvmq.progress import step
+from tvmq.quantize.annotate import QuantPlan, annotate
+from tvmq.quantize.calibrate import collect_statistics
+from tvmq.quantize.config import QConfig
+from tvmq.quantize.data import CalibrationData, load_calibration_data
+from tvmq.quantize.graph import QuantizationError
+from tvmq.quantize.observers import compute_range
+from tvmq.quantize.prepare import prepare_for_quantization
+from tvmq.quantize.qdq import insert_qdq
+from tvmq.quantize.qparams import affine_qparams, qrange
+from tvmq.quantize.realize import realize
+from tvmq.quantize.report import quantization_error
+
+__all__ = ["QConfig", "QuantizationError", "has_qdq", "quantize_model", "realize"]
+
+
+# Calibration samples on which the per-layer error is measured.
+REPORT_SAMPLES = 64
+
+
+def _levels(config: QConfig) -> int:
+    qmin, qmax = qrange(config.activation_dtype)
+    return (qmax - qmin) // 2 if config.symmetric_activations else qmax - qmin
+
+
+def activation_params(observers, points, config: QConfig) -> dict:
+    """Quantization parameters of every point from its statistics and the chosen method."""
+    params = {}
+    for point, observer in zip(points, observers):
+        lo, hi = compute_range(observer, config.method, percentile=config.percentile, levels=_levels(config))
+        params[point] = affine_qparams(lo, hi, config.activation_dtype, config.symmetric_activations)
+    return params
+
+
+def quantize_model(
+    model: ImportedModel,
+    calibration_data: str | os.PathLike | dict | CalibrationData,
+    config: QConfig = QConfig(),
+    cache_dir: str | os.PathLike | None = None,
+) -> ImportedModel:
+    """The QDQ (calibrated, simulated) form of `model`. `calibration_data` is an `.npz` file,
+    a folder of them, or a dict of arrays keyed by input name (first axis = samples).
+    Statistics are cached in `cache_dir` when given."""
+    with step("preparing the model for quantization"):
+        func = prepare_for_quantization(model.mod)["main"]
+        plan = annotate(func, config)
+    data = (
+        calibration_data
+        if isinstance(calibration_data, CalibrationData)
+        else load_calibration_data(calibration_data, model.inputs, config.num_samples)
+    )
+    points = plan.points
+    observers = collect_statistics(func, points, model.inputs, data, config.bins, Path(cache_dir) if cache_dir else None)
+    params = activation_params(observers, points, config)
+    with step(f"inserting quantize/dequantize around {len(plan.layers)} layers"):
+        qdq, layer_outputs = insert_qdq(func, plan, params, config)
+    with step("measuring the quantization error per layer"):
+        batches = list(data.batches(model.inputs))[: max(1, REPORT_SAMPLES // model.inputs[0].shape[0])]
+        # Shared-scale layers only pass their input's error on: report the computing ones.
+        measured = [(layer, out) for layer, out in zip(plan.layers, layer_outputs) if not layer.shares_input_scale]
+        error = quantization_error(
+            func, [layer.output for layer, _ in measured], qdq, [out for _, out in measured],
+            [layer.name for layer, _ in measured], model.inputs, batches,
+        )
+    summary = {
+        "mode": "int8",
+        "config": config.to_json(),
+        "calibration": {"source": data.source, "samples": data.num_samples},
+        "layers": [layer.name for layer in plan.layers],
+        "float_ops": plan.float_ops,
+        "weights": _weight_bytes(plan),
+        "error": error,
+    }
+    return dataclasses.replace(model, mod=tvm.IRModule({"main": qdq}), quantization=summary)
+
+
+def _weight_bytes(plan: QuantPlan) -> dict:
+    """Bytes of the quantized layers' weights in float32 and as stored (int8 + int32 bias)."""
+    weighted = [layer for layer in plan.layers if layer.weighted]
+    float_bytes = sum(layer.weight.size * 4 + (layer.bias.size * 4 if layer.bias is not None else 0) for layer in weighted)
+    stored = sum(layer.weight.size + (layer.bias.size * 4 if layer.bias is not None else 0) for layer in weighted)
+    return {"float32": float_bytes, "quantized": stored}
+
+
+def has_qdq(mod: tvm.IRModule) -> bool:
+    """True if the module holds quantize/dequantize operators (a quantized model)."""
+    from tvmq.quantize.graph import op_name
+
+    found = []
+    tvm.relax.analysis.post_order_visit(
+        mod["main"], lambda expr: found.append(op_name(expr) in ("relax.quantize", "relax.dequantize"))
+    )
+    return any(found)

@@ -1,0 +1,108 @@
+"""Calibrate: run the float model on representative data and record statistics of every
+quantization point, streaming batch by batch into one histogram per point.
+
+The model is compiled once with the points as extra outputs (an observation module). The
+statistics are cached on disk, keyed by that module, the data and the histogram resolution,
+so choosing another range method or percentile later does not run the model again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tvm
+import tvm_ffi
+from tvm import relax
+
+from tvmq.errors import InputError
+from tvmq.progress import Progress
+from tvmq.quantize.data import CalibrationData
+from tvmq.quantize.observers import HistogramObserver
+from tvmq.tensors import TensorSpec
+
+
+def observation_module(func: relax.Function, points: list[relax.Expr]) -> tvm.IRModule:
+    """A module whose main returns the values of `points` (params or bindings of `func`)."""
+    bindings = list(func.body.blocks[0].bindings)
+    position = {b.var: i for i, b in enumerate(bindings)}
+    mod = relax.transform.ToNonDataflow()(tvm.IRModule({"main": func}))
+    block = mod["main"].body.blocks[0]
+    params = list(mod["main"].params)
+    param_index = {p: i for i, p in enumerate(func.params)}
+    outputs = [
+        params[param_index[point]] if point in param_index else block.bindings[position[point]].var for point in points
+    ]
+    body = relax.SeqExpr([block], relax.Tuple(outputs))
+    observed = relax.Function(params, body, ret_ty=relax.TupleType([o.ty for o in outputs]), is_pure=True)
+    return relax.transform.Normalize()(tvm.IRModule({"main": observed}))
+
+
+def _cache_key(module: tvm.IRModule, data: CalibrationData, bins: int) -> str:
+    digest = hashlib.sha256()
+    digest.update(str(tvm_ffi.structural_hash(module["main"])).encode())
+    digest.update(data.digest().encode())
+    digest.update(f"bins={bins}".encode())
+    return digest.hexdigest()[:32]
+
+
+def _load_cached(path: Path, count: int) -> list[HistogramObserver] | None:
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            states = [{k.split("/", 1)[1]: stored[k] for k in stored.files if k.startswith(f"{i}/")} for i in range(count)]
+        return [HistogramObserver.from_state(state) for state in states]
+    except (OSError, ValueError, KeyError):  # missing or unreadable: recompute
+        return None
+
+
+def _store(path: Path, observers: list[HistogramObserver]) -> None:
+    """Write atomically, so a concurrent or killed run never leaves a half-written cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"{i}/{k}": v for i, obs in enumerate(observers) for k, v in obs.state().items()}
+    fd, staging = tempfile.mkstemp(prefix=".stats.", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def collect_statistics(
+    func: relax.Function,
+    points: list[relax.Expr],
+    inputs: tuple[TensorSpec, ...],
+    data: CalibrationData,
+    bins: int,
+    cache_dir: Path | None = None,
+) -> list[HistogramObserver]:
+    """One observer per point, filled by running the float model over `data` (or from cache)."""
+    module = observation_module(func, points)
+    cache = cache_dir / f"{_cache_key(module, data, bins)}.npz" if cache_dir else None
+    if cache is not None and (cached := _load_cached(cache, len(points))) is not None:
+        return cached
+    from tvmq.target import load_target
+
+    executable = tvm.compile(module, target=load_target("host").tvm_target())
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    observers = [HistogramObserver(bins) for _ in points]
+    batches = list(data.batches(inputs))
+    progress = Progress("calibrating", len(batches) * inputs[0].shape[0], "samples")
+    for index, batch in enumerate(batches):
+        values = vm["main"](*[tvm.runtime.tensor(batch[spec.name]) for spec in inputs])
+        for point, observer, value in zip(points, observers, values):
+            try:
+                observer.observe(value.numpy())
+            except ValueError as err:
+                raise InputError(
+                    f"calibration batch {index} (samples from {index * inputs[0].shape[0]}): "
+                    f"tensor {point.name}: {err}"
+                ) from None
+        progress.advance(inputs[0].shape[0])
+    if cache is not None:
+        _store(cache, observers)
+    return observers

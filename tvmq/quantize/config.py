@@ -1,0 +1,47 @@
+"""Quantization settings, validated when created."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy", "mse")
+ACTIVATION_DTYPES = ("uint8", "int8")
+
+
+@dataclass(frozen=True)
+class QConfig:
+    """How to quantize a model to int8.
+
+    Weights are always symmetric int8: per output channel by default, per tensor with
+    `per_channel=False`. Activations are `activation_dtype`, asymmetric unless
+    `symmetric_activations`. Their ranges come from calibration with `method` (`percentile`
+    and `bins` tune it) over at most `num_samples` samples. `skip` keeps layers in float, by
+    layer name (as `tvmq report` lists them) or op type (`conv2d`, `Conv`, `matmul`, ...).
+    """
+
+    activation_dtype: str = "uint8"
+    symmetric_activations: bool = False
+    per_channel: bool = True
+    method: str = "percentile"
+    percentile: float = 99.99
+    bins: int = 2048
+    num_samples: int | None = None
+    skip: tuple[str, ...] = field(default_factory=tuple)
+    keep_first_float: bool = False
+    keep_last_float: bool = False
+
+    def __post_init__(self):
+        if self.activation_dtype not in ACTIVATION_DTYPES:
+            raise ValueError(f"activation dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {self.activation_dtype!r}")
+        if self.method not in CALIBRATION_METHODS:
+            raise ValueError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.method!r}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise ValueError(f"percentile must be in (50, 100], got {self.percentile}")
+        if self.bins < 128:
+            raise ValueError(f"bins must be at least 128, got {self.bins}")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise ValueError(f"num_samples must be positive, got {self.num_samples}")
+        object.__setattr__(self, "skip", tuple(self.skip))
+
+    def to_json(self) -> dict:
+        return asdict(self) | {"skip": list(self.skip)}

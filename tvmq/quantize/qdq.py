@@ -1,0 +1,127 @@
+"""Insert quantize/dequantize pairs: the annotated plan plus calibrated parameters become a
+QDQ module, the common form of every quantized model in tvmq.
+
+Compiled as it is, a QDQ module is the simulated (fake-quant) model: every quantized tensor is
+rounded to its integer grid, every operator still computes in float. `realize` turns the same
+module into true integer operators. Weights are stored quantized (int8, symmetric, per output
+channel by default) and biases as int32 with scale s_input * s_weight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax
+
+from tvmq.quantize.annotate import Layer, QuantPlan
+from tvmq.quantize.config import QConfig
+from tvmq.quantize.graph import DataflowGraph
+from tvmq.quantize.prepare import channel_axis
+from tvmq.quantize.qparams import QuantParams, affine_qparams, qrange
+
+
+def weight_qparams(layer: Layer, per_channel: bool) -> QuantParams:
+    """Symmetric int8 parameters of a layer's weights, per output channel or per tensor."""
+    weight = layer.weight
+    axis = 0 if layer.op == "conv2d" else weight.ndim - 1
+    reduce_axes = tuple(i for i in range(weight.ndim) if i != axis)
+    if per_channel:
+        amax = np.abs(weight).max(axis=reduce_axes)
+        return affine_qparams(-amax, amax, "int8", symmetric=True, axis=axis)
+    amax = np.abs(weight).max()
+    return affine_qparams(-amax, amax, "int8", symmetric=True)
+
+
+def quantized_bias(bias: np.ndarray, input_params: QuantParams, weight_params: QuantParams) -> tuple[np.ndarray, np.ndarray]:
+    """int32 bias and its scale s_x * s_w (per channel): the accumulator's own units."""
+    scale = (input_params.scale.astype(np.float64) * weight_params.scale.astype(np.float64)).reshape(-1)
+    scale = np.broadcast_to(scale, bias.shape)
+    return np.clip(np.round(bias / scale), *qrange("int32")).astype(np.int32), scale.astype(np.float32)
+
+
+def quantize_expr(expr: relax.Expr, params: QuantParams) -> relax.Expr:
+    return relax.op.quantize(
+        expr, relax.const(params.scale), relax.const(params.zero_point), axis=_axis(params), out_dtype=params.dtype
+    )
+
+
+def dequantize_expr(expr: relax.Expr, params: QuantParams) -> relax.Expr:
+    return relax.op.dequantize(expr, relax.const(params.scale), relax.const(params.zero_point), axis=_axis(params))
+
+
+def _axis(params: QuantParams) -> int:
+    return params.axis if params.per_channel else -1
+
+
+def _substitute(expr: relax.Expr, mapping: dict) -> relax.Expr:
+    """`expr` with the variables in `mapping` replaced (binding values are shallow)."""
+    if isinstance(expr, relax.Var):
+        return mapping.get(expr, expr)
+    if isinstance(expr, relax.Call):
+        return relax.Call(expr.op, [_substitute(a, mapping) for a in expr.args], expr.attrs, expr.ty_args)
+    if isinstance(expr, relax.Tuple):
+        return relax.Tuple([_substitute(f, mapping) for f in expr.fields])
+    if isinstance(expr, relax.TupleGetItem):
+        return relax.TupleGetItem(_substitute(expr.tuple_value, mapping), expr.index)
+    return expr
+
+
+def insert_qdq(func: relax.Function, plan: QuantPlan, point_params: dict, config: QConfig) -> tuple[relax.Function, list]:
+    """The QDQ form of `func` for `plan`, with activation parameters `point_params` (by point),
+    and each layer's output as the QDQ function computes it (for measuring the error).
+
+    Values made by quantized layers are seen dequantized by every user (an integer model has no
+    float version of them); float values feeding quantized layers are quantized for those
+    layers only, so float users keep full precision.
+    """
+    graph = DataflowGraph(func)
+    params = {tensor: point_params[plan.alias_of(tensor)] for tensor in plan.quantized_tensors()}
+    made_by_layers = {layer.output for layer in plan.layers}
+    anchors = {layer.anchor: layer for layer in plan.layers}
+    bias_adds = {graph.only_user(layer.anchor): layer for layer in plan.layers if layer.bias is not None}
+    weight_params = {layer: weight_qparams(layer, config.per_channel) for layer in plan.layers if layer.weighted}
+
+    builder = relax.BlockBuilder()
+    env, seen_by_all, seen_by_layers = {}, {}, {}
+
+    def emit_point(point, value):
+        q = builder.emit(quantize_expr(value, params[point]), name_hint=f"{point.name}_q")
+        dq = builder.emit(dequantize_expr(q, params[point]), name_hint=f"{point.name}_dq")
+        (seen_by_all if point in made_by_layers else seen_by_layers)[point] = dq
+
+    with builder.function("main", list(func.params), attrs=dict(func.attrs) if func.attrs else None):
+        with builder.dataflow():
+            for param in func.params:
+                if param in params:
+                    emit_point(param, param)
+            for binding in graph.bindings:
+                var, value = binding.var, binding.value
+                layer = anchors.get(var)
+                new_value = _substitute(value, {**env, **seen_by_all, **(seen_by_layers if layer else {})})
+                if layer is not None and layer.weighted:
+                    w_params = weight_params[layer]
+                    weight = builder.emit(
+                        dequantize_expr(relax.const(w_params.quantize(layer.weight)), w_params), name_hint=f"{layer.name}_w"
+                    )
+                    new_value = relax.Call(new_value.op, [new_value.args[0], weight], new_value.attrs, new_value.ty_args)
+                elif var in bias_adds:
+                    biased = bias_adds[var]
+                    produced = env[biased.anchor]
+                    bias = _bias_expr(biased, graph.value[biased.anchor], params[biased.inputs[0]], weight_params[biased])
+                    new_value = relax.op.add(produced, bias)
+                env[var] = builder.emit(new_value, name_hint=var.name)
+                if var in params:
+                    emit_point(var, env[var])
+            output = builder.emit_output(_substitute(func.body.body, {**env, **seen_by_all}))
+        builder.emit_func_output(output)
+    layer_outputs = [seen_by_all.get(layer.output, env[layer.output]) for layer in plan.layers]
+    return builder.get()["main"], layer_outputs
+
+
+def _bias_expr(layer: Layer, anchor_call: relax.Call, input_params: QuantParams, w_params: QuantParams) -> relax.Expr:
+    """The layer's bias as dequantize(int32 constant) in the accumulator's units."""
+    bias_i32, bias_scale = quantized_bias(layer.bias, input_params, w_params)
+    axis = channel_axis(anchor_call)
+    shape = [1] * len(anchor_call.ty.shape)
+    shape[axis] = -1
+    bias_params = QuantParams(bias_scale, np.zeros(bias_scale.shape, np.int32), "int32", axis=axis)
+    return dequantize_expr(relax.const(bias_i32.reshape(shape)), bias_params)
