@@ -40,16 +40,24 @@ __all__ = ["QConfig", "QuantizationError", "has_qdq", "quantize_model", "realize
 REPORT_SAMPLES = 64
 
 
-def _levels(config: QConfig) -> int:
+def _levels_per_side(config: QConfig, observer) -> int:
+    """Integer steps between 0 and the range's end on each side of zero, what the entropy and
+    mse searches trade clipping against: all of them for non-negative data under an
+    asymmetric grid, half of them when the grid spans both signs."""
     qmin, qmax = qrange(config.activation_dtype)
-    return (qmax - qmin) // 2 if config.symmetric_activations else qmax - qmin
+    if config.symmetric_activations or observer.min < 0:
+        return (qmax - qmin) // 2
+    return qmax - qmin
 
 
 def activation_params(observers, points, config: QConfig) -> dict:
     """Quantization parameters of every point from its statistics and the chosen method."""
     params = {}
     for point, observer in zip(points, observers):
-        lo, hi = compute_range(observer, config.method, percentile=config.percentile, levels=_levels(config))
+        if observer.count == 0:
+            raise QuantizationError(f"calibration saw no values of tensor {point.name}")
+        levels = _levels_per_side(config, observer)
+        lo, hi = compute_range(observer, config.method, percentile=config.percentile, levels=levels)
         params[point] = affine_qparams(lo, hi, config.activation_dtype, config.symmetric_activations)
     return params
 

@@ -233,17 +233,40 @@ class RealizeActivationMatmul(_Pass):
         self.activated = _with_activation(self.matmul)
         self.pattern = is_op("relax.quantize")(self.activated, is_const(), is_const())
 
-    def rewrite(self, expr, matches):
-        a, b, out = _params(matches[self.dq_a]), _params(matches[self.dq_b]), _params(expr)
-        if None in (a, b, out) or a.per_channel or b.per_channel or out.per_channel:
-            return expr
+    def integer_matmul(self, matches) -> tuple[relax.Expr, float] | None:
+        """The int32 product of the centred operands and its scale s_a * s_b."""
+        a, b = _params(matches[self.dq_a]), _params(matches[self.dq_b])
+        if None in (a, b) or a.per_channel or b.per_channel:
+            return None
         operands = [
             relax.op.subtract(relax.op.astype(matches[dq].args[0], "int32"), _const(p.zero_point, "int32"))
             for dq, p in ((self.dq_a, a), (self.dq_b, b))
         ]
-        acc = relax.op.matmul(*operands, out_dtype="int32")
+        return relax.op.matmul(*operands, out_dtype="int32"), float(a.scale) * float(b.scale)
+
+    def rewrite(self, expr, matches):
+        out, product = _params(expr), self.integer_matmul(matches)
+        if out is None or out.per_channel or product is None:
+            return expr
+        acc, scale = product
         clip = _activation_bounds(matches[self.activated]) if _is_activation(matches[self.activated]) else None
-        return requantize(acc, float(a.scale) * float(b.scale) / float(out.scale), out, clip)
+        return requantize(acc, scale / float(out.scale), out, clip)
+
+
+class RealizeActivationMatmulToFloat(RealizeActivationMatmul):
+    """An activation matmul whose output only float operators read (attention scores before
+    their scaling and softmax): int32 product, dequantized straight from the accumulator."""
+
+    def __init__(self):
+        super().__init__()
+        self.pattern = self.matmul
+
+    def rewrite(self, expr, matches):
+        product = self.integer_matmul(matches)
+        if product is None:
+            return expr
+        acc, scale = product
+        return relax.op.dequantize(acc, relax.const(np.float32(scale)), relax.const(np.int32(0)))
 
 
 class RealizeAdd(_Pass):
@@ -310,7 +333,8 @@ class RealizeConcat(_Pass):
 
 # Operators that only move or select values: on integers they compute the same thing.
 _MOVING_OPS = ("relax.nn.max_pool2d", "relax.reshape", "relax.permute_dims", "relax.squeeze", "relax.expand_dims")
-# Operators that average: exact on integers up to the rounding of the mean (<= 1 step).
+# Operators that average. They run on the integers converted to float32 and rounded back:
+# the mean of integers, rounded half to even exactly as the simulated model rounds it.
 _AVERAGING_OPS = ("relax.nn.avg_pool2d", "relax.nn.adaptive_avg_pool2d", "relax.mean")
 
 
@@ -337,8 +361,8 @@ class RealizeSharedScale(_Pass):
             return expr
         x_q = source.args[0]
         if name in _AVERAGING_OPS:
-            averaged = relax.Call(op.op, [relax.op.astype(x_q, "int32"), *op.args[1:]], op.attrs, op.ty_args)
-            moved = relax.op.astype(averaged, params.dtype)
+            averaged = relax.Call(op.op, [relax.op.astype(x_q, "float32"), *op.args[1:]], op.attrs, op.ty_args)
+            moved = relax.op.astype(relax.op.round(averaged), params.dtype)
         else:
             moved = relax.Call(op.op, [x_q, *op.args[1:]], op.attrs, op.ty_args)
         return rescale(moved, params, out)
@@ -372,6 +396,7 @@ REALIZE_PASSES = (
     RealizeSharedScale,
     FoldQuantizeDequantize,
     RealizeWeightedLayerToFloat,
+    RealizeActivationMatmulToFloat,
 )
 
 
