@@ -129,8 +129,11 @@ class RealizeWeightedLayer(_Pass):
     def __init__(self):
         self.x_q, self.w_q, self.b_q = wildcard(), is_const(), is_const()
         self.dq_x, self.dq_w, self.dq_b = _dequantize(self.x_q), _dequantize(self.w_q), _dequantize(self.b_q)
-        self.layer = is_op("relax.nn.conv2d")(self.dq_x, self.dq_w) | is_op("relax.matmul")(self.dq_x, self.dq_w)
-        self.biased = is_op("relax.add")(self.layer, self.dq_b)
+        # Exporters store dense weights as [N, K] and transpose them; biases may be reshaped.
+        self.transposed_w = is_op("relax.permute_dims")(self.dq_w)
+        weight = self.dq_w | self.transposed_w
+        self.layer = is_op("relax.nn.conv2d")(self.dq_x, self.dq_w) | is_op("relax.matmul")(self.dq_x, weight)
+        self.biased = is_op("relax.add")(self.layer, self.dq_b | is_op("relax.reshape")(self.dq_b, wildcard()))
         self.activated = _with_activation(self.biased | self.layer)
         self.pattern = is_op("relax.quantize")(self.activated, is_const(), is_const())
 
@@ -158,6 +161,11 @@ class RealizeWeightedLayer(_Pass):
         if is_conv and (layer.attrs["data_layout"] != "NCHW" or layer.attrs["kernel_layout"] != "OIHW"):
             return None
         weight = constant_value(matches[self.w_q])
+        if self.transposed_w in matches:
+            axes = [int(a) for a in matches[self.transposed_w].attrs["axes"]] or list(range(weight.ndim))[::-1]
+            weight = weight.transpose(axes)
+            if w_params.per_channel:
+                w_params = QuantParams(w_params.scale, w_params.zero_point, w_params.dtype, axes.index(w_params.axis))
         channels = weight.shape[0] if is_conv else weight.shape[-1]
         if w_params.per_channel and w_params.axis != (0 if is_conv else weight.ndim - 1):
             return None
