@@ -19,7 +19,7 @@ import tvm_ffi
 from tvm import relax
 
 from tvmq.errors import InputError
-from tvmq.progress import Progress
+from tvmq.progress import Progress, log
 from tvmq.quantize.data import CalibrationData
 from tvmq.quantize.observers import HistogramObserver
 from tvmq.tensors import TensorSpec
@@ -84,6 +84,7 @@ def collect_statistics(
     module = observation_module(func, points)
     cache = cache_dir / f"{_cache_key(module, data, bins)}.npz" if cache_dir else None
     if cache is not None and (cached := _load_cached(cache, len(points))) is not None:
+        log.info("calibration statistics from %s", cache)
         return cached
     from tvmq.target import load_target
 

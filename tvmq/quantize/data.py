@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,8 @@ from tvmq.tensors import TensorSpec
 
 @dataclass(frozen=True)
 class CalibrationData:
-    """Samples for every model input, as arrays of shape [samples, *input shape[1:]]... grouped
-    into batches of the model's batch size."""
+    """Samples for every model input, arrays of shape [samples, *input shape[1:]], fed to the
+    model in batches of its batch size (its inputs' first dimension)."""
 
     arrays: dict[str, np.ndarray]  # by input name, first axis = samples
     source: str
@@ -48,9 +49,13 @@ class CalibrationData:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except (OSError, ValueError) as err:
+        with open(path, "rb") as f:
+            data = np.load(f, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise InputError(f"calibration data {path} is not an .npz archive of arrays keyed by input name")
+            with data:
+                return {name: data[name] for name in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise InputError(f"cannot read calibration data {path}: {err}") from None
 
 
@@ -70,11 +75,14 @@ def load_calibration_data(
         for f, part in zip(files, parts):
             if set(part) != names:
                 raise InputError(f"calibration file {f} has arrays {sorted(part)}, {files[0]} has {sorted(names)}")
+            _check(part, inputs, str(f))
         arrays = {name: np.concatenate([part[name] for part in parts]) for name in names}
         where = str(path)
-    _check(arrays, inputs, where)
     if num_samples is not None:
+        if num_samples < 1:
+            raise InputError(f"the number of calibration samples must be positive, got {num_samples}")
         arrays = {name: array[:num_samples] for name, array in arrays.items()}
+    _check(arrays, inputs, where)
     return CalibrationData(arrays, where)
 
 
@@ -98,8 +106,8 @@ def _check(arrays: dict[str, np.ndarray], inputs: Sequence[TensorSpec], where: s
             raise InputError(f"{where}: input {name!r} has dtype {array.dtype}, the model takes {spec.dtype}")
         if array.shape[1:] != spec.shape[1:]:
             raise InputError(
-                f"{where}: input {name!r} has samples of shape {list(array.shape[1:])}, "
-                f"the model takes {list(spec.shape)} (first axis = samples)"
+                f"{where}: input {name!r} has samples of shape {list(array.shape[1:])}; the model takes "
+                f"{list(spec.shape)}, so samples must be {list(spec.shape[1:])} (first axis = samples)"
             )
         if array.dtype.kind == "f":
             bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))

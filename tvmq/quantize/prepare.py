@@ -81,6 +81,8 @@ class FoldChannelAffine:
         bias_shape = [1] * out_ndim
         bias_shape[axis] = channels
         new_bias = (bias * scale + shift).astype(np.float32).reshape(bias_shape)
+        if self.bias not in matches and not np.any(new_bias):
+            return new_layer
         return relax.op.add(new_layer, relax.const(new_bias))
 
     def __call__(self, mod: tvm.IRModule) -> tvm.IRModule:

@@ -82,12 +82,12 @@ class QuantParams:
         return values.reshape(shape)
 
     def quantize(self, x) -> np.ndarray:
-        """Clip(round(x / s) + z): the design's mapping on the grid through real 0."""
+        """clip(round(x / s) + z): the design's mapping from 0 then shifted by the integer z,
+        which rounds ties exactly as TVM's quantize does."""
         x = np.asarray(x, np.float32)
         scale = self._broadcast(self.scale, x.ndim).astype(np.float64)
         zero_point = self._broadcast(self.zero_point, x.ndim)
-        grid_min = -zero_point * scale  # the x_min of the design's mapping, moved onto the grid
-        x_q = linear_quantize(x, grid_min, scale)
+        x_q = linear_quantize(x, 0.0, scale) + zero_point
         return np.clip(x_q, *qrange(self.dtype)).astype(self.dtype)
 
     def dequantize(self, x_q) -> np.ndarray:

@@ -1,0 +1,199 @@
+"""INT8 quantization end to end: calibrated QDQ (simulated) model, realized integer model."""
+
+import numpy as np
+import onnx_models
+import pytest
+import tvm
+from tvm import relax
+
+import tvmq
+from tvmq.errors import InputError
+from tvmq.quantize import QConfig, QuantizationError, quantize_model, realize
+from tvmq.resources import examples_dir
+
+EXAMPLE = examples_dir() / "fashion_mnist"
+HOST = tvm.target.Target({"kind": "llvm"})
+
+
+def _compiled(mod):
+    """A function running `mod` on numpy inputs, compiled once."""
+    vm = relax.VirtualMachine(tvm.compile(mod, target=HOST), tvm.cpu())
+    return lambda *inputs: vm["main"](*[tvm.runtime.tensor(x) for x in inputs]).numpy()
+
+
+def _run(mod, inputs):
+    return _compiled(mod)(*inputs)
+
+
+def _calls(mod):
+    calls = []
+    relax.analysis.post_order_visit(
+        mod["main"], lambda e: calls.append(e) if isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op) else None
+    )
+    return calls
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    model = tvmq.load_model(EXAMPLE / "model.onnx", input_shapes={"image": (1, 1, 28, 28)})
+    quantized = quantize_model(model, EXAMPLE / "calibration.npz", QConfig(method="percentile"))
+    return model, quantized, realize(quantized.mod)
+
+
+def test_realized_layers_take_8_bit_integers_and_accumulate_in_int32(fashion):
+    _, _, realized = fashion
+    layers = [c for c in _calls(realized) if c.op.name in ("relax.nn.conv2d", "relax.matmul")]
+    assert len(layers) == 5  # three convolutions, two dense layers: all of them integer
+    for call in layers:
+        assert str(call.args[0].ty.dtype) == "uint8" and str(call.args[1].ty.dtype) == "int8"
+        assert str(call.ty.dtype) == "int32"
+    # Float appears only where the model's float input is quantized once and its output leaves.
+    names = [c.op.name for c in _calls(realized)]
+    assert names.count("relax.quantize") == 1 and names.count("relax.dequantize") == 1
+
+
+def test_realized_model_agrees_with_the_simulated_model_within_one_step(fashion):
+    model, quantized, realized = fashion
+    images = np.load(EXAMPLE / "test.npz")["image"][:20]
+    run_simulated, run_integer = _compiled(quantized.mod), _compiled(realized)
+    for image in images:
+        simulated, integer = run_simulated(image[None]), run_integer(image[None])
+        # The logits leave straight from an int32 accumulator: one step of the last layer's
+        # input moves them by at most its scale times the largest column sum of |weights|.
+        assert np.abs(integer - simulated).max() < 0.05 * np.abs(simulated).max()
+        assert integer.argmax() == simulated.argmax()
+
+
+def test_int8_accuracy_on_the_bundled_test_images_stays_within_a_point_of_fp32(fashion):
+    model, _, realized = fashion
+    test = np.load(EXAMPLE / "test.npz")
+    float_vm = relax.VirtualMachine(tvm.compile(model.mod, target=HOST), tvm.cpu())
+    int_vm = relax.VirtualMachine(tvm.compile(realized, target=HOST), tvm.cpu())
+    images, labels = test["image"][:200], test["label"][:200]
+    fp32 = np.array([float_vm["main"](tvm.runtime.tensor(x[None])).numpy().argmax() for x in images])
+    int8 = np.array([int_vm["main"](tvm.runtime.tensor(x[None])).numpy().argmax() for x in images])
+    assert (int8 == labels).mean() >= (fp32 == labels).mean() - 0.01
+    assert (int8 == fp32).mean() >= 0.98
+
+
+def test_error_report_lists_every_computing_layer_worst_first(fashion):
+    _, quantized, _ = fashion
+    error = quantized.quantization["error"]
+    names = [row["layer"] for row in error["layers"]]
+    assert sorted(names) == ["conv2d_0", "conv2d_1", "conv2d_2", "matmul_0", "matmul_1"]
+    sqnrs = [row["sqnr_db"] for row in error["layers"]]
+    assert sqnrs == sorted(sqnrs) and sqnrs[0] > 15  # int8 keeps each layer's SNR well above 15 dB
+    assert error["outputs"][0]["top1_agreement"] >= 0.95
+    assert quantized.quantization["weights"]["quantized"] < 0.3 * quantized.quantization["weights"]["float32"]
+
+
+def test_transformer_block_quantizes_matmuls_and_residual_adds_but_keeps_norms_float():
+    model = tvmq.load_model(onnx_models.transformer_block(), input_shapes={"x": (2, 8, 16)})
+    data = {"x": np.random.default_rng(0).standard_normal((32, 8, 16)).astype(np.float32)}
+    quantized = quantize_model(model, data)
+    assert {"nn.layer_norm", "nn.softmax", "erf"} <= set(quantized.quantization["float_ops"])
+    realized = realize(quantized.mod)
+    int_matmuls = [c for c in _calls(realized) if c.op.name == "relax.matmul" and str(c.ty.dtype) == "int32"]
+    assert len(int_matmuls) == 8  # q, k, v, out projections, QK^T, attention x V, two MLP layers
+    x = data["x"][:2]
+    reference = _run(model.mod, [x])
+    integer = _run(realized, [x])
+    cosine = float((reference * integer).sum() / np.linalg.norm(reference) / np.linalg.norm(integer))
+    assert cosine > 0.99
+
+
+def test_batch_norm_and_grouped_convolution_quantize_and_realize(compile_and_load):
+    model = tvmq.load_model(onnx_models.conv_net(), input_shapes={"image": (1, 3, 16, 16)})
+    data = {"image": np.random.default_rng(1).standard_normal((16, 3, 16, 16)).astype(np.float32)}
+    quantized = quantize_model(model, data)
+    assert quantized.quantization["layers"] == ["conv2d_0", "max_pool2d_0", "conv2d_1", "mean_0", "reshape_0", "matmul_0"]
+    simulated, integer = _run(quantized.mod, [data["image"][:1]]), _run(realize(quantized.mod), [data["image"][:1]])
+    np.testing.assert_allclose(integer, simulated, atol=0.05 * np.abs(simulated).max())
+
+
+def test_onnxruntime_qdq_model_realizes_to_its_own_integer_results(tmp_path):
+    """A model quantized by onnxruntime's quantize_static (QDQ, per channel) needs no
+    calibration: tvmq realizes its Q/DQ pairs into integer operators with its own scales and
+    computes exactly what onnxruntime's int8 kernels compute."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    calibration = np.load(EXAMPLE / "calibration.npz")["image"][:32]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.samples = iter({"image": x[None]} for x in calibration)
+
+        def get_next(self):
+            return next(self.samples, None)
+
+    qdq_path = tmp_path / "qdq.onnx"
+    quantize_static(
+        str(EXAMPLE / "model.onnx"), str(qdq_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+    )
+    model = tvmq.load_model(qdq_path, input_shapes={"image": (1, 1, 28, 28)})
+    realized = realize(model.mod)
+    assert all(str(c.ty.dtype) == "int32" for c in _calls(realized) if c.op.name in ("relax.nn.conv2d", "relax.matmul"))
+    session = ort.InferenceSession(str(qdq_path), providers=["CPUExecutionProvider"])
+    run_integer = _compiled(realized)
+    for image in np.load(EXAMPLE / "test.npz")["image"][:20]:
+        expected = session.run(None, {"image": image[None]})[0]
+        np.testing.assert_array_equal(run_integer(image[None]), expected)
+
+
+def test_layers_are_skipped_by_name_or_op_type():
+    model = tvmq.load_model(EXAMPLE / "model.onnx", input_shapes={"image": (1, 1, 28, 28)})
+    data = np.load(EXAMPLE / "calibration.npz")
+    by_name = quantize_model(model, data_dict(data), QConfig(skip=("conv2d_0",), num_samples=8))
+    assert "conv2d_0" not in by_name.quantization["layers"] and "conv2d_1" in by_name.quantization["layers"]
+    by_type = quantize_model(model, data_dict(data), QConfig(skip=("Gemm",), num_samples=8))
+    assert not any(name.startswith("matmul") for name in by_type.quantization["layers"])
+    ends = quantize_model(model, data_dict(data), QConfig(keep_first_float=True, keep_last_float=True, num_samples=8))
+    assert "conv2d_0" not in ends.quantization["layers"] and "matmul_1" not in ends.quantization["layers"]
+    with pytest.raises(QuantizationError, match="--skip conv9 matches no layer; layers: conv2d_0, max_pool2d_0"):
+        quantize_model(model, data_dict(data), QConfig(skip=("conv9",), num_samples=8))
+    with pytest.raises(QuantizationError, match="nothing to quantize: 5 quantizable layer"):
+        quantize_model(model, data_dict(data), QConfig(skip=("Conv", "MatMul"), num_samples=8))
+
+
+def data_dict(npz):
+    return {name: npz[name] for name in npz.files}
+
+
+def test_constant_activations_get_finite_scales():
+    """A tensor that is always zero (a zero-width range) must not produce NaN scales."""
+    model = tvmq.load_model(onnx_models.mlp())
+    zeros = {"x": np.zeros((8, 32), np.float32)}
+    quantized = quantize_model(model, zeros, QConfig(method="entropy"))
+    out = _run(realize(quantized.mod), [zeros["x"][:4]])
+    assert np.all(np.isfinite(out))
+
+
+def test_bad_calibration_data_is_reported_by_input_and_sample():
+    model = tvmq.load_model(onnx_models.mlp())
+    data = np.random.default_rng(0).standard_normal((8, 32)).astype(np.float32)
+    with pytest.raises(InputError, match=r"arrays must be keyed by the model's input names \(x\); unknown: y; missing: x"):
+        quantize_model(model, {"y": data})
+    data[5, 3] = np.nan
+    with pytest.raises(InputError, match="input 'x' has NaN or Inf in sample 5"):
+        quantize_model(model, {"x": data})
+
+
+def test_statistics_are_cached_so_another_method_does_not_rerun_the_model(tmp_path, caplog):
+    model = tvmq.load_model(onnx_models.mlp())
+    data = {"x": np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)}
+    with caplog.at_level("INFO", logger="tvmq"):
+        quantize_model(model, data, QConfig(method="minmax"), cache_dir=tmp_path)
+    assert "calibrating [" in caplog.text
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tvmq"):
+        second = quantize_model(model, data, QConfig(method="percentile", percentile=99.0), cache_dir=tmp_path)
+    assert "calibrating [" not in caplog.text and "calibration statistics from" in caplog.text
+    assert second.quantization["config"]["method"] == "percentile"
+    data["x"][0, 0] += 1  # other data: the statistics are collected again
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tvmq"):
+        quantize_model(model, data, QConfig(method="minmax"), cache_dir=tmp_path)
+    assert "calibrating [" in caplog.text
