@@ -149,3 +149,69 @@ def test_debug_flag_shows_the_traceback(tmp_path):
         [sys.executable, "-m", "tvmq.cli", "--debug", "run", str(tmp_path / "no-package")], capture_output=True, text=True
     )
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def quantized_package(tmp_path_factory):
+    from tvmq.cli import main
+    from tvmq.resources import examples_dir
+
+    example = examples_dir() / "fashion_mnist"
+    out = tmp_path_factory.mktemp("quant") / "int8"
+    args = [
+        "compile", str(example / "model.onnx"), "-t", "host", "-o", str(out), "--input-shape", "image=1,1,28,28",
+        "--quantize", "int8", "--calib", str(example / "calibration.npz"), "--calib-samples", "64",
+        "--calib-cache", "none",
+    ]
+    assert main(args) == 0
+    return out
+
+
+def test_quantized_compile_records_the_settings_and_error(quantized_package):
+    metadata = json.loads((quantized_package / "metadata.json").read_text())
+    record = metadata["quantization"]
+    assert record["mode"] == "int8"
+    assert record["config"]["method"] == "percentile" and record["config"]["per_channel"] is True
+    assert record["calibration"]["samples"] == 64
+    assert {row["layer"] for row in record["error"]["layers"]} == {"conv2d_0", "conv2d_1", "conv2d_2", "matmul_0", "matmul_1"}
+
+
+def test_report_prints_settings_sizes_and_layers_worst_first(cli, quantized_package):
+    result = cli("report", quantized_package)
+    assert result.code == 0, result.err
+    assert "quantization  int8" in result.out and "method=percentile" in result.out
+    assert "KiB float32 ->" in result.out
+    table = result.out.split("worst first")[1].splitlines()[2:]
+    sqnrs = [float(line.split()[1]) for line in table if line.strip()]
+    assert len(sqnrs) == 5 and sqnrs == sorted(sqnrs)
+
+
+def test_report_of_a_float_package_says_so(cli, package_dir):
+    result = cli("report", package_dir)
+    assert result.code == 0 and "quantization  none (float model)" in result.out
+
+
+def test_quantized_package_runs_from_the_command_line(cli, tmp_path, quantized_package):
+    from tvmq.resources import examples_dir
+
+    test = np.load(examples_dir() / "fashion_mnist" / "test.npz")
+    np.save(tmp_path / "image.npy", test["image"][:1])
+    result = cli("run", quantized_package, "--input", f"image={tmp_path / 'image.npy'}", "-o", tmp_path / "out.npz")
+    assert result.code == 0, result.err
+    assert np.load(tmp_path / "out.npz")["logits"].argmax() == test["label"][0]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--quantize", "int8"], "--quantize int8 needs calibration data: --calib DATA.npz"),
+        (["--calib", "x.npz"], "--calib is only used with --quantize int8"),
+        (["--simulate"], "--simulate needs a quantized model"),
+        (["--quantize", "int8", "--calib", "nothere.npz"], "cannot read calibration data nothere.npz"),
+        (["--quantize", "int8", "--calib", "x.npz", "--percentile", "20"], "percentile must be in (50, 100]"),
+    ],
+)
+def test_bad_quantization_arguments_fail_cleanly(cli, tmp_path, model_file, extra, message):
+    result = cli("compile", model_file, "-t", "host", "-o", tmp_path / "out", "--input-shape", "image=1,3,16,16", *extra)
+    assert_clean_failure(result, message)
+    assert not (tmp_path / "out").exists()
