@@ -51,7 +51,12 @@ def conv_net(batch="N") -> onnx.ModelProto:
         helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
         helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1, name="fc"),
     ]
-    return make_model(nodes, [("image", TensorProto.FLOAT, [batch, 3, 16, 16])], [("logits", TensorProto.FLOAT, [batch, 10])], weights.items())
+    return make_model(
+        nodes,
+        [("image", TensorProto.FLOAT, [batch, 3, 16, 16])],
+        [("logits", TensorProto.FLOAT, [batch, 10])],
+        weights.items(),
+    )
 
 
 def mlp() -> onnx.ModelProto:
@@ -71,7 +76,9 @@ def mlp() -> onnx.ModelProto:
         helper.make_node("Add", ["h2", "b2"], ["scores"], name="bias2"),
         helper.make_node("Softmax", ["scores"], ["probs"], axis=-1, name="softmax"),
     ]
-    return make_model(nodes, [("x", TensorProto.FLOAT, [4, 32])], [("probs", TensorProto.FLOAT, [4, 10])], weights.items())
+    return make_model(
+        nodes, [("x", TensorProto.FLOAT, [4, 32])], [("probs", TensorProto.FLOAT, [4, 10])], weights.items()
+    )
 
 
 def transformer_block(seq=8, dim=16, heads=2) -> onnx.ModelProto:
@@ -131,7 +138,12 @@ def transformer_block(seq=8, dim=16, heads=2) -> onnx.ModelProto:
         helper.make_node("MatMul", ["gelu", "w_down"], ["down"], name="mlp_down"),
         helper.make_node("Add", ["res1", "down"], ["y"], name="residual2"),
     ]
-    return make_model(nodes, [("x", TensorProto.FLOAT, ["batch", seq, dim])], [("y", TensorProto.FLOAT, ["batch", seq, dim])], weights.items())
+    return make_model(
+        nodes,
+        [("x", TensorProto.FLOAT, ["batch", seq, dim])],
+        [("y", TensorProto.FLOAT, ["batch", seq, dim])],
+        weights.items(),
+    )
 
 
 def with_unsupported_ops() -> onnx.ModelProto:
@@ -142,9 +154,7 @@ def with_unsupported_ops() -> onnx.ModelProto:
         helper.make_node("Cast", ["r"], ["xq"], to=TensorProto.UINT8, name="to_u8"),
         helper.make_node("ConvInteger", ["xq", "w"], ["c1"], name="conv_int_a"),
         helper.make_node("ConvInteger", ["xq", "w"], ["c2"], name="conv_int_b"),
-        helper.make_node(
-            "QLinearConv", ["xq", "s", "zp", "w", "s", "wzp", "s", "zp"], ["q"], name="qlinear"
-        ),
+        helper.make_node("QLinearConv", ["xq", "s", "zp", "w", "s", "wzp", "s", "zp"], ["q"], name="qlinear"),
     ]
     initializers = [
         ("w", np.ones((1, 1, 1, 1), np.int8)),
@@ -155,7 +165,11 @@ def with_unsupported_ops() -> onnx.ModelProto:
     return make_model(
         nodes,
         [("x", TensorProto.FLOAT, [1, 1, 4, 4])],
-        [("c1", TensorProto.INT32, [1, 1, 4, 4]), ("c2", TensorProto.INT32, [1, 1, 4, 4]), ("q", TensorProto.UINT8, [1, 1, 4, 4])],
+        [
+            ("c1", TensorProto.INT32, [1, 1, 4, 4]),
+            ("c2", TensorProto.INT32, [1, 1, 4, 4]),
+            ("q", TensorProto.UINT8, [1, 1, 4, 4]),
+        ],
         initializers,
     )
 
@@ -207,8 +221,13 @@ def same_padding_conv() -> onnx.ModelProto:
         helper.make_node("Conv", ["padded", "w"], ["y"], strides=[2, 2], name="conv"),
     ]
     initializers = [
-        ("two", _i64(2)), ("four", _i64(4)), ("two_scalar", np.array(2, np.int64)), ("zeros", _i64(0, 0)),
-        ("stride", np.array(2.0, np.float32)), ("kernel_minus_stride", np.array(1.0, np.float32)), ("w", weight),
+        ("two", _i64(2)),
+        ("four", _i64(4)),
+        ("two_scalar", np.array(2, np.int64)),
+        ("zeros", _i64(0, 0)),
+        ("stride", np.array(2.0, np.float32)),
+        ("kernel_minus_stride", np.array(1.0, np.float32)),
+        ("w", weight),
     ]
     return make_model(
         nodes, [("x", TensorProto.FLOAT, ["N", 3, 9, 9])], [("y", TensorProto.FLOAT, ["N", 4, 5, 5])], initializers

@@ -44,7 +44,9 @@ def test_targets_lists_every_preset(cli):
 
 
 def test_compile_with_verify_compares_against_onnxruntime(cli, tmp_path, model_file):
-    result = cli("compile", model_file, "-t", "host", "-o", tmp_path / "out", "--input-shape", "image=2,3,16,16", "--verify")
+    result = cli(
+        "compile", model_file, "-t", "host", "-o", tmp_path / "out", "--input-shape", "image=2,3,16,16", "--verify"
+    )
     assert result.code == 0, result.err
     assert "output  logits: float32[2, 10]" in result.out
     assert "verified against onnxruntime on random inputs: max |diff|" in result.out
@@ -52,7 +54,17 @@ def test_compile_with_verify_compares_against_onnxruntime(cli, tmp_path, model_f
 
 def test_verify_is_skipped_with_a_reason_for_cross_targets(cli, tmp_path, model_file):
     pytest.importorskip("shutil").which("aarch64-linux-gnu-g++") or pytest.skip("no aarch64 cross compiler")
-    result = cli("compile", model_file, "-t", "arm-cortex-a72", "-o", tmp_path / "arm", "--input-shape", "image=1,3,16,16", "--verify")
+    result = cli(
+        "compile",
+        model_file,
+        "-t",
+        "arm-cortex-a72",
+        "-o",
+        tmp_path / "arm",
+        "--input-shape",
+        "image=1,3,16,16",
+        "--verify",
+    )
     assert result.code == 0, result.err
     assert "--verify skipped: target arm-cortex-a72 is aarch64; this machine is x86_64" in result.out
 
@@ -118,8 +130,16 @@ def test_unknown_target_lists_the_known_ones(cli, tmp_path, model_file):
 @pytest.mark.parametrize(
     "array, name, message",
     [
-        (np.zeros((1, 3, 16, 16), np.float32), "img", "unknown input 'img'; missing input image: float32[1, 3, 16, 16]"),
-        (np.zeros((1, 3, 15, 16), np.float32), "image", "input 'image' has shape [1, 3, 15, 16], expected [1, 3, 16, 16]"),
+        (
+            np.zeros((1, 3, 16, 16), np.float32),
+            "img",
+            "unknown input 'img'; missing input image: float32[1, 3, 16, 16]",
+        ),
+        (
+            np.zeros((1, 3, 15, 16), np.float32),
+            "image",
+            "input 'image' has shape [1, 3, 15, 16], expected [1, 3, 16, 16]",
+        ),
         (np.zeros((1, 3, 16, 16), np.float64), "image", "input 'image' has dtype float64, expected float32"),
     ],
     ids=["name", "shape", "dtype"],
@@ -146,7 +166,9 @@ def test_console_script_exits_non_zero_without_traceback(tmp_path):
 
 def test_debug_flag_shows_the_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "tvmq.cli", "--debug", "run", str(tmp_path / "no-package")], capture_output=True, text=True
+        [sys.executable, "-m", "tvmq.cli", "--debug", "run", str(tmp_path / "no-package")],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0 and "Traceback" in result.stderr
 
@@ -159,9 +181,22 @@ def quantized_package(tmp_path_factory):
     example = examples_dir() / "fashion_mnist"
     out = tmp_path_factory.mktemp("quant") / "int8"
     args = [
-        "compile", str(example / "model.onnx"), "-t", "host", "-o", str(out), "--input-shape", "image=1,1,28,28",
-        "--quantize", "int8", "--calib", str(example / "calibration.npz"), "--calib-samples", "64",
-        "--calib-cache", "none",
+        "compile",
+        str(example / "model.onnx"),
+        "-t",
+        "host",
+        "-o",
+        str(out),
+        "--input-shape",
+        "image=1,1,28,28",
+        "--quantize",
+        "int8",
+        "--calib",
+        str(example / "calibration.npz"),
+        "--calib-samples",
+        "64",
+        "--calib-cache",
+        "none",
     ]
     assert main(args) == 0
     return out
@@ -173,7 +208,13 @@ def test_quantized_compile_records_the_settings_and_error(quantized_package):
     assert record["mode"] == "int8"
     assert record["config"]["method"] == "percentile" and record["config"]["per_channel"] is True
     assert record["calibration"]["samples"] == 64
-    assert {row["layer"] for row in record["error"]["layers"]} == {"conv2d_0", "conv2d_1", "conv2d_2", "matmul_0", "matmul_1"}
+    assert {row["layer"] for row in record["error"]["layers"]} == {
+        "conv2d_0",
+        "conv2d_1",
+        "conv2d_2",
+        "matmul_0",
+        "matmul_1",
+    }
 
 
 def test_report_prints_settings_sizes_and_layers_worst_first(cli, quantized_package):
@@ -212,6 +253,8 @@ def test_quantized_package_runs_from_the_command_line(cli, tmp_path, quantized_p
     ],
 )
 def test_bad_quantization_arguments_fail_cleanly(cli, tmp_path, model_file, extra, message):
-    result = cli("compile", model_file, "-t", "host", "-o", tmp_path / "out", "--input-shape", "image=1,3,16,16", *extra)
+    result = cli(
+        "compile", model_file, "-t", "host", "-o", tmp_path / "out", "--input-shape", "image=1,3,16,16", *extra
+    )
     assert_clean_failure(result, message)
     assert not (tmp_path / "out").exists()

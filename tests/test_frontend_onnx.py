@@ -40,7 +40,9 @@ def test_model_file_and_proto_import_alike(tmp_path):
 
 
 def test_dynamic_dimension_without_shape_names_the_input():
-    with pytest.raises(InputShapeError, match=r"input 'image' has dynamic dimensions \[N, 3, 16, 16\].*image=N,3,16,16"):
+    with pytest.raises(
+        InputShapeError, match=r"input 'image' has dynamic dimensions \[N, 3, 16, 16\].*image=N,3,16,16"
+    ):
         tvmq.load_model(onnx_models.conv_net())
 
 
@@ -101,7 +103,8 @@ def test_input_of_unknown_rank_takes_the_given_shape(compile_and_load):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])], "unranked",
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "unranked",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
     )

@@ -68,12 +68,12 @@ def test_large_results_stay_nodes_with_constant_inputs():
     rows = MAX_GROWN_ELEMENTS // 4 + 1
     nodes = [
         helper.make_node("Shape", ["x"], ["shape"]),
-        helper.make_node("ConstantOfShape", ["shape"], ["ones"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+        helper.make_node(
+            "ConstantOfShape", ["shape"], ["ones"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])
+        ),
         helper.make_node("Add", ["x", "ones"], ["y"]),
     ]
-    model = onnx_models.make_model(
-        nodes, [("x", TensorProto.FLOAT, ["N", 8])], [("y", TensorProto.FLOAT, ["N", 8])]
-    )
+    model = onnx_models.make_model(nodes, [("x", TensorProto.FLOAT, ["N", 8])], [("y", TensorProto.FLOAT, ["N", 8])])
     after = fold_constants(with_static_inputs(model, {"x": (rows, 8)}))
     assert _ops(after) == ["ConstantOfShape", "Add"]
     np.testing.assert_array_equal(_initializer(after, "shape"), [rows, 8])

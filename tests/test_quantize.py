@@ -106,7 +106,14 @@ def test_batch_norm_and_grouped_convolution_quantize_and_realize(compile_and_loa
     model = tvmq.load_model(onnx_models.conv_net(), input_shapes={"image": (1, 3, 16, 16)})
     data = {"image": np.random.default_rng(1).standard_normal((16, 3, 16, 16)).astype(np.float32)}
     quantized = quantize_model(model, data)
-    assert quantized.quantization["layers"] == ["conv2d_0", "max_pool2d_0", "conv2d_1", "mean_0", "reshape_0", "matmul_0"]
+    assert quantized.quantization["layers"] == [
+        "conv2d_0",
+        "max_pool2d_0",
+        "conv2d_1",
+        "mean_0",
+        "reshape_0",
+        "matmul_0",
+    ]
     simulated, integer = _run(quantized.mod, [data["image"][:1]]), _run(realize(quantized.mod), [data["image"][:1]])
     np.testing.assert_allclose(integer, simulated, atol=0.05 * np.abs(simulated).max())
 
@@ -129,8 +136,13 @@ def test_onnxruntime_qdq_model_realizes_to_its_own_integer_results(tmp_path):
 
     qdq_path = tmp_path / "qdq.onnx"
     quantize_static(
-        str(EXAMPLE / "model.onnx"), str(qdq_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        str(EXAMPLE / "model.onnx"),
+        str(qdq_path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
     )
     model = tvmq.load_model(qdq_path, input_shapes={"image": (1, 1, 28, 28)})
     realized = realize(model.mod)
@@ -173,7 +185,9 @@ def test_constant_activations_get_finite_scales():
 def test_bad_calibration_data_is_reported_by_input_and_sample():
     model = tvmq.load_model(onnx_models.mlp())
     data = np.random.default_rng(0).standard_normal((8, 32)).astype(np.float32)
-    with pytest.raises(InputError, match=r"arrays must be keyed by the model's input names \(x\); unknown: y; missing: x"):
+    with pytest.raises(
+        InputError, match=r"arrays must be keyed by the model's input names \(x\); unknown: y; missing: x"
+    ):
         quantize_model(model, {"y": data})
     data[5, 3] = np.nan
     with pytest.raises(InputError, match="input 'x' has NaN or Inf in sample 5"):

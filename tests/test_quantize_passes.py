@@ -145,7 +145,9 @@ def test_dequantize_quantize_with_equal_parameters_is_the_identity():
             return q
 
     after = relax.transform.DeadCodeElimination()(_module(FoldQuantizeDequantize()(Before["main"])))
-    tvm.ir.assert_structural_equal(relax.transform.CanonicalizeBindings()(after), relax.transform.CanonicalizeBindings()(Expected))
+    tvm.ir.assert_structural_equal(
+        relax.transform.CanonicalizeBindings()(after), relax.transform.CanonicalizeBindings()(Expected)
+    )
 
 
 def test_rescaling_between_different_parameters_matches_the_float_computation():

@@ -8,8 +8,17 @@ import tvmq
 from tvmq.errors import TargetError
 from tvmq.target import TargetPreset, list_presets, load_target
 
-REQUIRED = ["host", "x86-avx2", "x86-avx512", "x86-vnni", "cuda-sm80", "cuda-sm90",
-            "arm-cortex-a72", "arm-cortex-a76", "arm-neoverse-n1"]
+REQUIRED = [
+    "host",
+    "x86-avx2",
+    "x86-avx512",
+    "x86-vnni",
+    "cuda-sm80",
+    "cuda-sm90",
+    "arm-cortex-a72",
+    "arm-cortex-a76",
+    "arm-neoverse-n1",
+]
 
 
 def test_required_presets_ship_and_are_valid_tvm_targets():
@@ -59,11 +68,15 @@ def test_raw_target_dict_and_json_string_are_accepted():
 
 
 def test_user_preset_directory_adds_and_shadows_presets(tmp_path):
-    (tmp_path / "my-board.json").write_text(json.dumps({
-        "description": "my board",
-        "target": {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a55"},
-        "compiler": "aarch64-linux-gnu-g++",
-    }))
+    (tmp_path / "my-board.json").write_text(
+        json.dumps(
+            {
+                "description": "my board",
+                "target": {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a55"},
+                "compiler": "aarch64-linux-gnu-g++",
+            }
+        )
+    )
     (tmp_path / "x86-avx2.json").write_text(json.dumps({"description": "mine", "target": {"kind": "llvm"}}))
     names = {p.name: p for p in list_presets([tmp_path])}
     assert names["my-board"].target["mcpu"] == "cortex-a55"

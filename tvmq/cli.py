@@ -91,7 +91,9 @@ def _cmd_compile(args) -> None:
     if args.simulate and not has_qdq(model.mod):
         raise UsageError("--simulate needs a quantized model: add --quantize int8 --calib DATA")
     metadata = compile_model(model, preset, args.output, simulate=args.simulate)
-    print(f"wrote {args.output}: {metadata.library.file} ({metadata.library.size_bytes / 1024:.0f} KiB) for {preset.name}")
+    print(
+        f"wrote {args.output}: {metadata.library.file} ({metadata.library.size_bytes / 1024:.0f} KiB) for {preset.name}"
+    )
     for spec in metadata.inputs:
         print(f"  input   {spec}")
     for spec in metadata.outputs:
@@ -160,7 +162,9 @@ def _cmd_report(args) -> None:
     print(f"  settings      {settings}")
     print(f"  calibration   {record['calibration']['samples']} samples from {record['calibration']['source']}")
     weights = record["weights"]
-    print(f"  weights       {weights['float32'] / 1024:.0f} KiB float32 -> {weights['quantized'] / 1024:.0f} KiB stored")
+    print(
+        f"  weights       {weights['float32'] / 1024:.0f} KiB float32 -> {weights['quantized'] / 1024:.0f} KiB stored"
+    )
     kept = ", ".join(f"{op} x{n}" for op, n in sorted(record["float_ops"].items())) or "none"
     print(f"  float ops     {kept}")
     error = record["error"]
@@ -253,7 +257,11 @@ def _parser() -> argparse.ArgumentParser:
 
     targets_dir = argparse.ArgumentParser(add_help=False)
     targets_dir.add_argument(
-        "--targets-dir", action="append", type=Path, default=[], metavar="DIR",
+        "--targets-dir",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
         help=f"extra directory of target preset files (repeatable; {USER_TARGETS_DIR} is always read)",
     )
 
@@ -263,28 +271,64 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("compile", parents=[targets_dir], help="compile a model into a deployable package")
     p.add_argument("model", help="an ONNX (.onnx) or torch.export (.pt2) model file")
-    p.add_argument("-t", "--target", required=True, help="a preset name (see `tvmq targets`), preset file or target JSON")
+    p.add_argument(
+        "-t", "--target", required=True, help="a preset name (see `tvmq targets`), preset file or target JSON"
+    )
     p.add_argument("-o", "--output", required=True, type=Path, help="the package directory to write")
     p.add_argument(
-        "--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME=D0,D1,...",
         help="static shape of an input with dynamic dimensions (repeatable)",
     )
     p.add_argument("--verify", action="store_true", help="compare with the original framework on random inputs")
     q = p.add_argument_group("quantization")
     q.add_argument("--quantize", choices=["int8"], help="quantize to int8 (needs --calib)")
-    q.add_argument("--calib", metavar="DATA", help=".npz of arrays keyed by input name (first axis = samples), or a folder of them")
-    q.add_argument("--calib-method", choices=CALIBRATION_METHODS, default=QConfig.method, help=f"activation range method (default {QConfig.method})")
-    q.add_argument("--percentile", type=float, default=QConfig.percentile, help=f"for --calib-method percentile (default {QConfig.percentile})")
-    q.add_argument("--bins", type=int, default=QConfig.bins, help=f"histogram bins of the statistics (default {QConfig.bins})")
+    q.add_argument(
+        "--calib", metavar="DATA", help=".npz of arrays keyed by input name (first axis = samples), or a folder of them"
+    )
+    q.add_argument(
+        "--calib-method",
+        choices=CALIBRATION_METHODS,
+        default=QConfig.method,
+        help=f"activation range method (default {QConfig.method})",
+    )
+    q.add_argument(
+        "--percentile",
+        type=float,
+        default=QConfig.percentile,
+        help=f"for --calib-method percentile (default {QConfig.percentile})",
+    )
+    q.add_argument(
+        "--bins", type=int, default=QConfig.bins, help=f"histogram bins of the statistics (default {QConfig.bins})"
+    )
     q.add_argument("--calib-samples", type=int, metavar="N", help="use at most N calibration samples")
     q.add_argument("--activation-dtype", choices=ACTIVATION_DTYPES, default=QConfig.activation_dtype)
-    q.add_argument("--symmetric-activations", action="store_true", help="symmetric activation ranges (zero point in the middle)")
-    q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per output channel")
-    q.add_argument("--skip", action="append", default=[], metavar="NAME_OR_OP", help="keep a layer (name from `tvmq report`) or op type (Conv, MatMul, ...) in float; repeatable")
+    q.add_argument(
+        "--symmetric-activations", action="store_true", help="symmetric activation ranges (zero point in the middle)"
+    )
+    q.add_argument(
+        "--per-tensor", action="store_true", help="one weight scale per tensor instead of per output channel"
+    )
+    q.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="NAME_OR_OP",
+        help="keep a layer (name from `tvmq report`) or op type (Conv, MatMul, ...) in float; repeatable",
+    )
     q.add_argument("--keep-first-float", action="store_true", help="keep the first conv/matmul layer in float")
     q.add_argument("--keep-last-float", action="store_true", help="keep the last conv/matmul layer in float")
-    q.add_argument("--simulate", action="store_true", help="fake-quant in float instead of integer operators (debugging)")
-    q.add_argument("--calib-cache", default=str(CALIBRATION_CACHE), metavar="DIR", help="where calibration statistics are cached ('none' to disable)")
+    q.add_argument(
+        "--simulate", action="store_true", help="fake-quant in float instead of integer operators (debugging)"
+    )
+    q.add_argument(
+        "--calib-cache",
+        default=str(CALIBRATION_CACHE),
+        metavar="DIR",
+        help="where calibration statistics are cached ('none' to disable)",
+    )
     p.set_defaults(func=_cmd_compile)
 
     p = commands.add_parser("report", help="show a package's settings, sizes and quantization error")
@@ -305,7 +349,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     p = commands.add_parser("demo", help="compile, run and benchmark the bundled example")
-    p.add_argument("-o", "--output", type=Path, default=Path("tvmq-demo"), help="package directory (default ./tvmq-demo)")
+    p.add_argument(
+        "-o", "--output", type=Path, default=Path("tvmq-demo"), help="package directory (default ./tvmq-demo)"
+    )
     p.add_argument("-t", "--target", default="host", help="target preset (default host)")
     p.set_defaults(func=_cmd_demo)
     return parser
@@ -332,7 +378,9 @@ def main(argv=None) -> int:
     except Exception as err:  # a bug in tvmq: still one line, with the way to the traceback
         if args.debug:
             raise
-        print(f"tvmq: internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"tvmq: internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", file=sys.stderr
+        )
         return 1
     finally:
         log.removeHandler(handler)

@@ -75,7 +75,6 @@ class TargetPreset:
             "cpu_features": list(self.cpu_features),
         }
 
-
     @classmethod
     def from_json(cls, data: Mapping) -> TargetPreset:
         """The preset recorded in a package's metadata (trusted: not re-validated)."""
@@ -109,9 +108,27 @@ def _cpu_flags() -> frozenset[str]:
 # ISA extensions that code compiled for this CPU may use: a host build records those present,
 # so that a package moved to a machine without them is refused instead of crashing.
 _ISA_FLAGS = (
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl",
-    "avx512cd", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8",
-    "amx_bf16", "asimd", "asimddp", "i8mm", "sve",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512dq",
+    "avx512vl",
+    "avx512cd",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
 )
 
 

@@ -45,6 +45,8 @@ def compare_with_reference(
     if failed:
         raise VerificationError(
             "the compiled model disagrees with the reference: "
-            + "; ".join(f"output {c.name!r} max |diff| {c.max_abs_diff:.3g} > tolerance {c.tolerance:.3g}" for c in failed)
+            + "; ".join(
+                f"output {c.name!r} max |diff| {c.max_abs_diff:.3g} > tolerance {c.tolerance:.3g}" for c in failed
+            )
         )
     return comparisons

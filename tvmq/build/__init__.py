@@ -16,9 +16,9 @@ import tvmq
 from tvmq.build.compile import build_executable, export_library
 from tvmq.build.package import write_package_atomically
 from tvmq.frontend import ImportedModel
+from tvmq.metadata import LIBRARY_FILE, LibraryInfo, PackageMetadata, file_sha256
 from tvmq.progress import step
 from tvmq.quantize import has_qdq, realize
-from tvmq.metadata import LIBRARY_FILE, LibraryInfo, PackageMetadata, file_sha256
 from tvmq.target import TargetPreset, check_compiler, load_target
 
 __all__ = ["compile_model"]

@@ -30,8 +30,7 @@ def load_model(
         kind = _SUFFIXES.get(Path(model).suffix.lower())
         if kind is None:
             raise ModelLoadError(
-                f"{model}: unknown model format {Path(model).suffix!r}; "
-                f"expected one of {', '.join(sorted(_SUFFIXES))}"
+                f"{model}: unknown model format {Path(model).suffix!r}; expected one of {', '.join(sorted(_SUFFIXES))}"
             )
     elif type(model).__module__.startswith("onnx"):
         kind = "onnx"

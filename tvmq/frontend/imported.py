@@ -72,6 +72,5 @@ def output_specs(mod: tvm.IRModule, names: Sequence[str], model: str) -> tuple[T
     if len(types) != len(names):
         names = [f"output{i}" for i in range(len(types))]
     return tuple(
-        TensorSpec(name, _static_shape(ty, f"{model}: output {name!r}"), ty.dtype)
-        for name, ty in zip(names, types)
+        TensorSpec(name, _static_shape(ty, f"{model}: output {name!r}"), ty.dtype) for name, ty in zip(names, types)
     )

@@ -69,7 +69,8 @@ def check_supported_ops(proto: onnx.ModelProto, model: str) -> None:
     if missing:
         lines = [
             f"  {op} ({len(nodes)} node{'s' if len(nodes) > 1 else ''}: {', '.join(nodes[:8])}"
-            + (", ..." if len(nodes) > 8 else "") + ")"
+            + (", ..." if len(nodes) > 8 else "")
+            + ")"
             for op, nodes in sorted(missing.items())
         ]
         raise UnsupportedOperatorError(
@@ -92,8 +93,7 @@ def graph_input_dims(proto: onnx.ModelProto, model: str) -> dict[str, list[Decla
             continue
         dims = info.type.tensor_type.shape.dim
         declared[info.name] = [
-            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
-            for d in dims
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None) for d in dims
         ]
     return declared
 
@@ -132,9 +132,7 @@ class OnnxRuntimeReference:
                 ) from None
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3
-            self._session = onnxruntime.InferenceSession(
-                self._model_bytes, options, providers=["CPUExecutionProvider"]
-            )
+            self._session = onnxruntime.InferenceSession(self._model_bytes, options, providers=["CPUExecutionProvider"])
         return self._session.run(None, dict(inputs))
 
 

@@ -26,8 +26,17 @@ MAX_GROWN_ELEMENTS = 1 << 16
 
 # Never evaluated at compile time: results differ run to run, or hold subgraphs.
 _UNFOLDABLE = {
-    "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
-    "Bernoulli", "If", "Loop", "Scan", "SequenceConstruct", "SequenceInsert",
+    "RandomNormal",
+    "RandomNormalLike",
+    "RandomUniform",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+    "If",
+    "Loop",
+    "Scan",
+    "SequenceConstruct",
+    "SequenceInsert",
 }
 
 
@@ -83,11 +92,7 @@ class _NodeEvaluator:
         self._ir_version = model.ir_version
 
     def __call__(self, node: onnx.NodeProto, values: list[np.ndarray | None]) -> list[np.ndarray]:
-        inputs = [
-            helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None)
-            for name in node.input
-            if name
-        ]
+        inputs = [helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None) for name in node.input if name]
         outputs = [helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in node.output]
         graph = helper.make_graph([node], "fold", inputs, outputs)
         model = helper.make_model(graph, opset_imports=self._opsets, ir_version=self._ir_version)

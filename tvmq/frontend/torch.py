@@ -24,7 +24,7 @@ def _import_torch():
     return torch
 
 
-def export_module(module, example_inputs: Sequence) -> "torch.export.ExportedProgram":
+def export_module(module, example_inputs: Sequence):
     """Trace an nn.Module in eval mode with torch.export."""
     torch = _import_torch()
     if not example_inputs:

@@ -65,12 +65,13 @@ def activation_params(observers, points, config: QConfig) -> dict:
 def quantize_model(
     model: ImportedModel,
     calibration_data: str | os.PathLike | dict | CalibrationData,
-    config: QConfig = QConfig(),
+    config: QConfig | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> ImportedModel:
     """The QDQ (calibrated, simulated) form of `model`. `calibration_data` is an `.npz` file,
     a folder of them, or a dict of arrays keyed by input name (first axis = samples).
     Statistics are cached in `cache_dir` when given."""
+    config = config or QConfig()
     with step("preparing the model for quantization"):
         func = prepare_for_quantization(model.mod)["main"]
         plan = annotate(func, config)
@@ -80,7 +81,9 @@ def quantize_model(
         else load_calibration_data(calibration_data, model.inputs, config.num_samples)
     )
     points = plan.points
-    observers = collect_statistics(func, points, model.inputs, data, config.bins, Path(cache_dir) if cache_dir else None)
+    observers = collect_statistics(
+        func, points, model.inputs, data, config.bins, Path(cache_dir) if cache_dir else None
+    )
     params = activation_params(observers, points, config)
     with step(f"inserting quantize/dequantize around {len(plan.layers)} layers"):
         qdq, layer_outputs = insert_qdq(func, plan, params, config)
@@ -89,8 +92,13 @@ def quantize_model(
         # Shared-scale layers only pass their input's error on: report the computing ones.
         measured = [(layer, out) for layer, out in zip(plan.layers, layer_outputs) if not layer.shares_input_scale]
         error = quantization_error(
-            func, [layer.output for layer, _ in measured], qdq, [out for _, out in measured],
-            [layer.name for layer, _ in measured], model.inputs, batches,
+            func,
+            [layer.output for layer, _ in measured],
+            qdq,
+            [out for _, out in measured],
+            [layer.name for layer, _ in measured],
+            model.inputs,
+            batches,
         )
     summary = {
         "mode": "int8",
@@ -107,7 +115,9 @@ def quantize_model(
 def _weight_bytes(plan: QuantPlan) -> dict:
     """Bytes of the quantized layers' weights in float32 and as stored (int8 + int32 bias)."""
     weighted = [layer for layer in plan.layers if layer.weighted]
-    float_bytes = sum(layer.weight.size * 4 + (layer.bias.size * 4 if layer.bias is not None else 0) for layer in weighted)
+    float_bytes = sum(
+        layer.weight.size * 4 + (layer.bias.size * 4 if layer.bias is not None else 0) for layer in weighted
+    )
     stored = sum(layer.weight.size + (layer.bias.size * 4 if layer.bias is not None else 0) for layer in weighted)
     return {"float32": float_bytes, "quantized": stored}
 

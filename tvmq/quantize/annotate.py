@@ -35,10 +35,20 @@ SHARED_SCALE_OPS = {
 
 # ONNX (and common) names users may pass to --skip, by the layer op they mean.
 OP_ALIASES = {
-    "conv": "conv2d", "conv2d": "conv2d", "gemm": "matmul", "matmul": "matmul", "dense": "matmul",
-    "linear": "matmul", "add": "add", "concat": "concat", "maxpool": "max_pool2d",
-    "averagepool": "avg_pool2d", "globalaveragepool": "mean", "reducemean": "mean",
-    "flatten": "reshape", "transpose": "permute_dims",
+    "conv": "conv2d",
+    "conv2d": "conv2d",
+    "gemm": "matmul",
+    "matmul": "matmul",
+    "dense": "matmul",
+    "linear": "matmul",
+    "add": "add",
+    "concat": "concat",
+    "maxpool": "max_pool2d",
+    "averagepool": "avg_pool2d",
+    "globalaveragepool": "mean",
+    "reducemean": "mean",
+    "flatten": "reshape",
+    "transpose": "permute_dims",
 }
 
 
@@ -194,7 +204,8 @@ def annotate(func: relax.Function, config: QConfig) -> QuantPlan:
     if not plan.layers:
         raise QuantizationError(
             f"nothing to quantize: {len(candidates)} quantizable layer(s), all skipped"
-            if candidates else "nothing to quantize: the model has no conv2d, matmul, add or concat layers"
+            if candidates
+            else "nothing to quantize: the model has no conv2d, matmul, add or concat layers"
         )
     return plan
 
@@ -214,7 +225,7 @@ def _check_skip_names(skip: Iterable[str], candidates: list[Layer]) -> None:
     unknown = [s for s in skip if s not in known_names and OP_ALIASES.get(s.lower(), s) not in known_ops]
     if unknown:
         raise QuantizationError(
-            f"--skip {', '.join(unknown)} matches no layer; layers: {', '.join(l.name for l in candidates)}"
+            f"--skip {', '.join(unknown)} matches no layer; layers: {', '.join(layer.name for layer in candidates)}"
         )
 
 

@@ -52,7 +52,9 @@ def _cache_key(module: tvm.IRModule, data: CalibrationData, bins: int) -> str:
 def _load_cached(path: Path, count: int) -> list[HistogramObserver] | None:
     try:
         with np.load(path, allow_pickle=False) as stored:
-            states = [{k.split("/", 1)[1]: stored[k] for k in stored.files if k.startswith(f"{i}/")} for i in range(count)]
+            states = [
+                {k.split("/", 1)[1]: stored[k] for k in stored.files if k.startswith(f"{i}/")} for i in range(count)
+            ]
         return [HistogramObserver.from_state(state) for state in states]
     except (OSError, ValueError, KeyError):  # missing or unreadable: recompute
         return None
@@ -100,8 +102,7 @@ def collect_statistics(
                 observer.observe(value.numpy())
             except ValueError as err:
                 raise InputError(
-                    f"calibration batch {index} (samples from {index * inputs[0].shape[0]}): "
-                    f"tensor {point.name}: {err}"
+                    f"calibration batch {index} (samples from {index * inputs[0].shape[0]}): tensor {point.name}: {err}"
                 ) from None
         progress.advance(inputs[0].shape[0])
     if cache is not None:

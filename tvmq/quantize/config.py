@@ -32,7 +32,9 @@ class QConfig:
 
     def __post_init__(self):
         if self.activation_dtype not in ACTIVATION_DTYPES:
-            raise ValueError(f"activation dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {self.activation_dtype!r}")
+            raise ValueError(
+                f"activation dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {self.activation_dtype!r}"
+            )
         if self.method not in CALIBRATION_METHODS:
             raise ValueError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.method!r}")
         if not 50.0 < self.percentile <= 100.0:

@@ -93,7 +93,9 @@ def _check(arrays: dict[str, np.ndarray], inputs: Sequence[TensorSpec], where: s
     if unknown or missing:
         raise InputError(
             f"{where}: arrays must be keyed by the model's input names ({', '.join(expected)}); "
-            + "; ".join([f"unknown: {', '.join(unknown)}"] * bool(unknown) + [f"missing: {', '.join(missing)}"] * bool(missing))
+            + "; ".join(
+                [f"unknown: {', '.join(unknown)}"] * bool(unknown) + [f"missing: {', '.join(missing)}"] * bool(missing)
+            )
         )
     counts = {name: len(array) if array.ndim else 0 for name, array in arrays.items()}
     if len(set(counts.values())) > 1:

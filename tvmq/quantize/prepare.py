@@ -8,6 +8,8 @@ Run before annotation, on the module the frontends produce.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tvm
 import tvm_ffi
@@ -77,7 +79,9 @@ class FoldChannelAffine:
             scale = 1.0 / operand
         shift = {"relax.add": operand, "relax.subtract": -operand}.get(kind, np.zeros(channels, np.float32))
         weight_scale = scale.reshape((-1, 1, 1, 1)) if layer.op.name == "relax.nn.conv2d" else scale
-        new_layer = relax.Call(layer.op, [matches[self.data], relax.const((weight * weight_scale).astype(np.float32))], layer.attrs)
+        new_layer = relax.Call(
+            layer.op, [matches[self.data], relax.const((weight * weight_scale).astype(np.float32))], layer.attrs
+        )
         bias_shape = [1] * out_ndim
         bias_shape[axis] = channels
         new_bias = (bias * scale + shift).astype(np.float32).reshape(bias_shape)
@@ -88,8 +92,7 @@ class FoldChannelAffine:
     def __call__(self, mod: tvm.IRModule) -> tvm.IRModule:
         func = mod["main"]
         while True:
-            graph = DataflowGraph(func)
-            folded = rewrite_call(self.pattern, lambda expr, matches: self._rewrite(graph, expr, matches), func)
+            folded = rewrite_call(self.pattern, functools.partial(self._rewrite, DataflowGraph(func)), func)
             if tvm_ffi.structural_equal(folded, func):
                 break
             func = folded

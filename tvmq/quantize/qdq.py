@@ -31,7 +31,9 @@ def weight_qparams(layer: Layer, per_channel: bool) -> QuantParams:
     return affine_qparams(-amax, amax, "int8", symmetric=True)
 
 
-def quantized_bias(bias: np.ndarray, input_params: QuantParams, weight_params: QuantParams) -> tuple[np.ndarray, np.ndarray]:
+def quantized_bias(
+    bias: np.ndarray, input_params: QuantParams, weight_params: QuantParams
+) -> tuple[np.ndarray, np.ndarray]:
     """int32 bias and its scale s_x * s_w (per channel): the accumulator's own units."""
     scale = (input_params.scale.astype(np.float64) * weight_params.scale.astype(np.float64)).reshape(-1)
     scale = np.broadcast_to(scale, bias.shape)
@@ -65,7 +67,9 @@ def _substitute(expr: relax.Expr, mapping: dict) -> relax.Expr:
     return expr
 
 
-def insert_qdq(func: relax.Function, plan: QuantPlan, point_params: dict, config: QConfig) -> tuple[relax.Function, list]:
+def insert_qdq(
+    func: relax.Function, plan: QuantPlan, point_params: dict, config: QConfig
+) -> tuple[relax.Function, list]:
     """The QDQ form of `func` for `plan`, with activation parameters `point_params` (by point),
     and each layer's output as the QDQ function computes it (for measuring the error).
 
@@ -100,13 +104,18 @@ def insert_qdq(func: relax.Function, plan: QuantPlan, point_params: dict, config
                 if layer is not None and layer.weighted:
                     w_params = weight_params[layer]
                     weight = builder.emit(
-                        dequantize_expr(relax.const(w_params.quantize(layer.weight)), w_params), name_hint=f"{layer.name}_w"
+                        dequantize_expr(relax.const(w_params.quantize(layer.weight)), w_params),
+                        name_hint=f"{layer.name}_w",
                     )
-                    new_value = relax.Call(new_value.op, [new_value.args[0], weight], new_value.attrs, new_value.ty_args)
+                    new_value = relax.Call(
+                        new_value.op, [new_value.args[0], weight], new_value.attrs, new_value.ty_args
+                    )
                 elif var in bias_adds:
                     biased = bias_adds[var]
                     produced = env[biased.anchor]
-                    bias = _bias_expr(biased, graph.value[biased.anchor], params[biased.inputs[0]], weight_params[biased])
+                    bias = _bias_expr(
+                        biased, graph.value[biased.anchor], params[biased.inputs[0]], weight_params[biased]
+                    )
                     new_value = relax.op.add(produced, bias)
                 env[var] = builder.emit(new_value, name_hint=var.name)
                 if var in params:

@@ -52,7 +52,12 @@ def _const(values, dtype: str, ndim: int = 0, axis: int | None = None) -> relax.
 
 
 def requantize(
-    acc: relax.Expr, real_multiplier, out: QuantParams, clip: tuple[float, float] | None = None, axis: int | None = None, ndim: int = 0
+    acc: relax.Expr,
+    real_multiplier,
+    out: QuantParams,
+    clip: tuple[float, float] | None = None,
+    axis: int | None = None,
+    ndim: int = 0,
 ) -> relax.Expr:
     """int32 `acc` (in units of real_multiplier * s_out) -> `out` integers:
     clip(((acc * m + 2^(n-1)) >> n) + z_out), in int64 so nothing overflows. Per-channel
@@ -200,8 +205,15 @@ class RealizeWeightedLayer(_Pass):
             x_q = relax.op.nn.pad(x_q, [0, 0, 0, 0, top, bottom, left, right], pad_value=float(zero_x))
             padding = [0, 0, 0, 0]
         acc = relax.op.nn.conv2d(
-            x_q, relax.const(weight), strides=attrs["strides"], padding=padding, dilation=attrs["dilation"],
-            groups=int(attrs["groups"]), data_layout="NCHW", kernel_layout="OIHW", out_dtype="int32",
+            x_q,
+            relax.const(weight),
+            strides=attrs["strides"],
+            padding=padding,
+            dilation=attrs["dilation"],
+            groups=int(attrs["groups"]),
+            data_layout="NCHW",
+            kernel_layout="OIHW",
+            out_dtype="int32",
         )
         return acc, weight.astype(np.int64).sum(axis=(1, 2, 3))
 
@@ -219,7 +231,9 @@ class RealizeWeightedLayerToFloat(RealizeWeightedLayer):
         if realized is None:
             return expr
         acc, accumulator_scale, axis, ndim = realized
-        params = QuantParams(accumulator_scale.astype(np.float32), np.zeros(len(accumulator_scale), np.int32), "int32", axis)
+        params = QuantParams(
+            accumulator_scale.astype(np.float32), np.zeros(len(accumulator_scale), np.int32), "int32", axis
+        )
         result = relax.op.dequantize(acc, relax.const(params.scale), relax.const(params.zero_point), axis=axis)
         activated = matches[self.activated]
         if _is_activation(activated):
@@ -362,7 +376,9 @@ class RealizeSharedScale(_Pass):
         if name not in _MOVING_OPS + _AVERAGING_OPS or not op.args:
             return expr
         source = self.values.get(op.args[0], op.args[0])
-        if not (isinstance(source, relax.Call) and isinstance(source.op, tvm.ir.Op) and source.op.name == "relax.dequantize"):
+        if not (
+            isinstance(source, relax.Call) and isinstance(source.op, tvm.ir.Op) and source.op.name == "relax.dequantize"
+        ):
             return expr
         params, out = _params(source), _params(expr)
         if params is None or out is None or params.per_channel or out.per_channel:

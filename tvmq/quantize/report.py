@@ -78,12 +78,16 @@ def _looks_like_class_scores(array: np.ndarray) -> bool:
     return array.ndim == 2 and array.shape[1] > 1
 
 
-def quantization_error(float_func, float_tensors, quantized_func, quantized_tensors, layer_names, inputs, batches) -> dict:
+def quantization_error(
+    float_func, float_tensors, quantized_func, quantized_tensors, layer_names, inputs, batches
+) -> dict:
     """Per-layer (worst SQNR first) and per-output errors of the quantized model."""
     float_outputs = _output_exprs(float_func)
     quantized_outputs = _output_exprs(quantized_func)
     reference = _run_all(observation_module(float_func, [*float_tensors, *float_outputs]), batches, inputs)
-    approximation = _run_all(observation_module(quantized_func, [*quantized_tensors, *quantized_outputs]), batches, inputs)
+    approximation = _run_all(
+        observation_module(quantized_func, [*quantized_tensors, *quantized_outputs]), batches, inputs
+    )
     count = len(float_tensors)
     layers = [ErrorSums() for _ in range(count)]
     outputs = [ErrorSums() for _ in float_outputs]
@@ -95,7 +99,7 @@ def quantization_error(float_func, float_tensors, quantized_func, quantized_tens
             if _looks_like_class_scores(x):
                 sums.add_top1(x, y)
     per_layer = [{"layer": name, **sums.to_json()} for name, sums in zip(layer_names, layers)]
-    per_layer.sort(key=lambda row: (row["sqnr_db"] if row["sqnr_db"] is not None else float("inf")))
+    per_layer.sort(key=lambda row: row["sqnr_db"] if row["sqnr_db"] is not None else float("inf"))
     return {
         "samples": sum(len(next(iter(b.values()))) for b in batches),
         "layers": per_layer,
