@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import numpy as np
 
 import tvmq
 from tvmq.errors import InputError, TvmqError
+from tvmq.files import save_npz_atomically
 from tvmq.quantize.config import ACTIVATION_DTYPES, CALIBRATION_METHODS, QConfig
 
 log = logging.getLogger("tvmq")
@@ -202,18 +201,6 @@ def _summary(array: np.ndarray) -> str:
     return f"min {flat.min():.4g}  max {flat.max():.4g}  mean {flat.mean(dtype=np.float64):.4g}"
 
 
-def _save_npz_atomically(path: Path, arrays: dict) -> None:
-    path = path.absolute()
-    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-
-
 def _cmd_run(args) -> None:
     from tvmq.runtime import load_package
 
@@ -222,7 +209,7 @@ def _cmd_run(args) -> None:
     for name, array in outputs.items():
         print(f"{name}: {array.dtype}{list(array.shape)}  {_summary(array)}")
     if args.output:
-        _save_npz_atomically(Path(args.output), outputs)
+        save_npz_atomically(args.output, outputs)
         print(f"saved {len(outputs)} output(s) to {args.output}")
 
 

@@ -9,8 +9,6 @@ so choosing another range method or percentile later does not run the model agai
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import tvm_ffi
 from tvm import relax
 
 from tvmq.errors import InputError
+from tvmq.files import save_npz_atomically
 from tvmq.progress import Progress, log
 from tvmq.quantize.data import CalibrationData
 from tvmq.quantize.observers import HistogramObserver
@@ -61,17 +60,8 @@ def _load_cached(path: Path, count: int) -> list[HistogramObserver] | None:
 
 
 def _store(path: Path, observers: list[HistogramObserver]) -> None:
-    """Write atomically, so a concurrent or killed run never leaves a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"{i}/{k}": v for i, obs in enumerate(observers) for k, v in obs.state().items()}
-    fd, staging = tempfile.mkstemp(prefix=".stats.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    """Written atomically: a concurrent or killed run never leaves a half-written cache."""
+    save_npz_atomically(path, {f"{i}/{k}": v for i, obs in enumerate(observers) for k, v in obs.state().items()})
 
 
 def collect_statistics(

@@ -1,0 +1,30 @@
+"""Writing files so that readers never see half of one: a temporary file beside the target,
+renamed over it only once complete (a killed or failed write leaves the old file, or none)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Create or replace `path` with what `write` writes to the open binary file it is given."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def save_npz_atomically(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    write_atomically(path, lambda f: np.savez(f, **arrays))
