@@ -136,13 +136,35 @@ class OnnxRuntimeReference:
         return self._session.run(None, dict(inputs))
 
 
+def _named_importer_class():
+    """TVM's ONNX importer, binding each node's result to a variable named after the node, so
+    that later stages (quantization reports, --skip) can speak of layers by their ONNX names.
+    Built on the importer's per-node hook; tvmq pins the TVM version it was written against."""
+    from tvm import relax
+    from tvm.relax.frontend.onnx.onnx_frontend import ONNXGraphImporter
+
+    class NamedImporter(ONNXGraphImporter):
+        def _convert_operator(self, op_name, inputs, attrs, opset):
+            result = super()._convert_operator(op_name, inputs, attrs, opset)
+            name = attrs["tvm_custom"]["name"]
+            if name and isinstance(result, relax.Call) and isinstance(result.ty, relax.TensorType):
+                result = self.bb.emit(result, name_hint=name)
+            return result
+
+    return NamedImporter
+
+
+def _import_graph(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]):
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+    importer = _named_importer_class()(dict(shapes), "float32", keep_params_in_input=False, sanitize=True)
+    return importer.from_onnx(proto.graph, opset)
+
+
 def load_onnx(
     model: str | os.PathLike | onnx.ModelProto,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> ImportedModel:
     """Import an ONNX model (file or ModelProto) into Relax with static input shapes."""
-    from tvm.relax.frontend.onnx import from_onnx
-
     proto, source = read_onnx(model)
     check_supported_ops(proto, source.description)
     shapes = resolve_input_shapes(graph_input_dims(proto, source.description), input_shapes or {}, source.description)
@@ -152,7 +174,7 @@ def load_onnx(
     with step(f"importing {source.description} into Relax"), contextlib.redirect_stdout(io.StringIO()) as printed:
         # The importer prints the failing operator to stdout; keep it for the error message.
         try:
-            mod = from_onnx(folded, shape_dict=shapes, keep_params_in_input=False)
+            mod = _import_graph(folded, shapes)
         except Exception as err:
             failed_op = re.search(r"Error converting operator (\w+)", printed.getvalue())
             raise ModelLoadError(

@@ -96,7 +96,7 @@ def quantize_model(
             [layer.output for layer, _ in measured],
             qdq,
             [out for _, out in measured],
-            [layer.name for layer, _ in measured],
+            [layer.title for layer, _ in measured],
             model.inputs,
             batches,
         )
@@ -104,7 +104,7 @@ def quantize_model(
         "mode": "int8",
         "config": config.to_json(),
         "calibration": {"source": data.source, "samples": data.num_samples},
-        "layers": [layer.name for layer in plan.layers],
+        "layers": [layer.title for layer in plan.layers],
         "float_ops": plan.float_ops,
         "weights": _weight_bytes(plan),
         "error": error,

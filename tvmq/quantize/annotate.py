@@ -10,6 +10,7 @@ Run after `prepare_for_quantization` (BatchNorm folded, constants folded).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -65,6 +66,16 @@ class Layer:
     bias: np.ndarray | None = None  # per output channel
     clip: tuple[float, float] | None = None  # fused ReLU / ReLU6 / clip bounds
     shares_input_scale: bool = False
+    source_names: tuple[str, ...] = ()  # the model's own names of the fused nodes (ONNX node names)
+
+    @property
+    def title(self) -> str:
+        """The name to show users: tvmq's name, with the model's node name where known."""
+        return f"{self.name} ({self.source_names[0]})" if self.source_names else self.name
+
+    def answers_to(self, name: str) -> bool:
+        """True if `name` (as given to --skip) designates this layer."""
+        return name == self.name or _as_var_name(name) in self.source_names
 
     @property
     def weighted(self) -> bool:
@@ -171,8 +182,17 @@ def _match(graph: DataflowGraph, var: relax.Var, quantized: set) -> tuple[str, d
     return None
 
 
-def _skipped(layer_name: str, op: str, skip: Iterable[str]) -> bool:
-    return any(s == layer_name or OP_ALIASES.get(s.lower(), s) == op for s in skip)
+# Names Relax gives bindings itself; any other binding name came from the model.
+_GENERATED_NAME = re.compile(r"^(lv|gv)\d*(_\d+)?$")
+
+
+def _as_var_name(name: str) -> str:
+    """A node name as Relax spells variables named after it."""
+    return name.replace(".", "_")
+
+
+def _skipped(layer: Layer, skip: Iterable[str]) -> bool:
+    return any(layer.answers_to(s) or OP_ALIASES.get(s.lower(), s) == layer.op for s in skip)
 
 
 def annotate(func: relax.Function, config: QConfig) -> QuantPlan:
@@ -191,14 +211,16 @@ def annotate(func: relax.Function, config: QConfig) -> QuantPlan:
                 plan.float_ops[name.removeprefix("relax.")] = plan.float_ops.get(name.removeprefix("relax."), 0) + 1
             continue
         op, fields = matched
-        layer = Layer(name=f"{op}_{counts.get(op, 0)}", op=op, anchor=var, **fields)
+        chain = _chain(graph, var, fields["output"])
+        source_names = tuple(v.name for v in chain if not _GENERATED_NAME.match(v.name))
+        layer = Layer(name=f"{op}_{counts.get(op, 0)}", op=op, anchor=var, source_names=source_names, **fields)
         counts[op] = counts.get(op, 0) + 1
         candidates.append(layer)
-        if _skipped(layer.name, op, config.skip):
+        if _skipped(layer, config.skip):
             continue
         plan.layers.append(layer)
         quantized.add(layer.output)
-        fused.update(_chain(graph, var, layer.output))
+        fused.update(chain)
     _check_skip_names(config.skip, candidates)
     _keep_ends_float(plan, config)
     if not plan.layers:
@@ -220,12 +242,15 @@ def _chain(graph: DataflowGraph, anchor: relax.Var, output: relax.Var) -> list[r
 
 
 def _check_skip_names(skip: Iterable[str], candidates: list[Layer]) -> None:
-    known_names = {layer.name for layer in candidates}
     known_ops = {layer.op for layer in candidates}
-    unknown = [s for s in skip if s not in known_names and OP_ALIASES.get(s.lower(), s) not in known_ops]
+    unknown = [
+        s
+        for s in skip
+        if not any(layer.answers_to(s) for layer in candidates) and OP_ALIASES.get(s.lower(), s) not in known_ops
+    ]
     if unknown:
         raise QuantizationError(
-            f"--skip {', '.join(unknown)} matches no layer; layers: {', '.join(layer.name for layer in candidates)}"
+            f"--skip {', '.join(unknown)} matches no layer; layers: {', '.join(layer.title for layer in candidates)}"
         )
 
 
