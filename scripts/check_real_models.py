@@ -87,15 +87,25 @@ class CaseResult:
     failures: list[str] = field(default_factory=list)
 
 
-def export_onnx(module: torch.nn.Module, inputs: dict[str, torch.Tensor], output_name: str,
-                dynamic_axes: dict[str, dict[int, str]], path: Path) -> None:
+def export_onnx(
+    module: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    output_name: str,
+    dynamic_axes: dict[str, dict[int, str]],
+    path: Path,
+) -> None:
     """Legacy (TorchScript) torch.onnx export, the kind that computes shapes in the graph."""
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, tuple(inputs.values()), str(path),
-            input_names=list(inputs), output_names=[output_name],
-            dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False,
+            module,
+            tuple(inputs.values()),
+            str(path),
+            input_names=list(inputs),
+            output_names=[output_name],
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            dynamo=False,
         )
 
 
@@ -108,7 +118,7 @@ def sample_photo() -> np.ndarray:
     height, width = photo.shape[:2]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    square = Image.fromarray(photo[top:top + side, left:left + side])
+    square = Image.fromarray(photo[top : top + side, left : left + side])
     resized = np.asarray(square.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR), dtype=np.float32)
     return (resized / 127.5 - 1.0).transpose(2, 0, 1)[None].copy()
 
@@ -127,8 +137,13 @@ def efficientnet_case(workdir: Path) -> ModelCase:
     ).eval()
     path = workdir / "efficientnet-lite0.onnx"
     image = torch.from_numpy(sample_photo())
-    export_onnx(model, {"image": image}, "logits",
-                {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}}, path)
+    export_onnx(
+        model,
+        {"image": image},
+        "logits",
+        {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}},
+        path,
+    )
     return ModelCase("EfficientNet-Lite0", path, {"image": image.numpy()}, judge_classifier)
 
 
@@ -164,13 +179,19 @@ def minilm_case(workdir: Path, sentence: str) -> ModelCase:
     encoder = AutoModel.from_pretrained(model_dir).eval()
     accepted = inspect.signature(encoder.forward).parameters
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted]
-    encoded = tokenizer([sentence], padding="max_length", max_length=SEQUENCE_LENGTH,
-                        truncation=True, return_tensors="pt")
+    encoded = tokenizer(
+        [sentence], padding="max_length", max_length=SEQUENCE_LENGTH, truncation=True, return_tensors="pt"
+    )
     inputs = {name: encoded[name].to(torch.int64) for name in names}
     sequence_axes = {0: "batch", 1: "sequence"}
     path = workdir / "minilm-l6.onnx"
-    export_onnx(LastHiddenState(encoder, names), inputs, "last_hidden_state",
-                {name: sequence_axes for name in [*names, "last_hidden_state"]}, path)
+    export_onnx(
+        LastHiddenState(encoder, names),
+        inputs,
+        "last_hidden_state",
+        {name: sequence_axes for name in [*names, "last_hidden_state"]},
+        path,
+    )
     mask = encoded["attention_mask"].numpy()
 
     def judge(tvm_hidden: np.ndarray, ort_hidden: np.ndarray) -> tuple[str, bool]:
@@ -285,10 +306,29 @@ def print_table(results: list[CaseResult]) -> None:
     def number(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
-    header = ["model", "raw TVM import", "tvmq import", "compile+verify s", "max |diff| vs ort",
-              "fidelity vs ort", "tvmq bench ms", "onnxruntime ms"]
-    rows = [[r.name, r.raw_import, r.tvmq_import, number(r.compile_s, ".1f"), number(r.max_abs_diff, ".3g"),
-             r.fidelity, number(r.tvmq_ms, ".0f"), number(r.onnxruntime_ms, ".1f")] for r in results]
+    header = [
+        "model",
+        "raw TVM import",
+        "tvmq import",
+        "compile+verify s",
+        "max |diff| vs ort",
+        "fidelity vs ort",
+        "tvmq bench ms",
+        "onnxruntime ms",
+    ]
+    rows = [
+        [
+            r.name,
+            r.raw_import,
+            r.tvmq_import,
+            number(r.compile_s, ".1f"),
+            number(r.max_abs_diff, ".3g"),
+            r.fidelity,
+            number(r.tvmq_ms, ".0f"),
+            number(r.onnxruntime_ms, ".1f"),
+        ]
+        for r in results
+    ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     print()
     for row in [header, ["-" * w for w in widths], *rows]:
@@ -297,21 +337,32 @@ def print_table(results: list[CaseResult]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", choices=["efficientnet-lite0", "minilm-l6"],
-                        default=["efficientnet-lite0", "minilm-l6"], help="models to check (default both)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=["efficientnet-lite0", "minilm-l6"],
+        default=["efficientnet-lite0", "minilm-l6"],
+        help="models to check (default both)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="tvmq bench measurements (default 3)")
-    parser.add_argument("--sentence", default="A quick brown fox jumps over the lazy dog near the river bank.",
-                        help="the MiniLM input sentence")
-    parser.add_argument("--workdir", type=Path,
-                        help="keep the exported models and packages here (default: a temporary directory)")
+    parser.add_argument(
+        "--sentence",
+        default="A quick brown fox jumps over the lazy dog near the river bank.",
+        help="the MiniLM input sentence",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the exported models and packages here (default: a temporary directory)"
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tvmq-real-models-") as temporary:
         workdir = args.workdir or Path(temporary)
         workdir.mkdir(parents=True, exist_ok=True)
-        builders = {"efficientnet-lite0": lambda: efficientnet_case(workdir),
-                    "minilm-l6": lambda: minilm_case(workdir, args.sentence)}
+        builders = {
+            "efficientnet-lite0": lambda: efficientnet_case(workdir),
+            "minilm-l6": lambda: minilm_case(workdir, args.sentence),
+        }
         results = [check_case(builders[name](), workdir, args.repeat) for name in args.models]
     print_table(results)
     failures = [f"{r.name}: {failure}" for r in results for failure in r.failures]

@@ -32,8 +32,16 @@ from torch import nn
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASET_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 OPSET = 17
 BATCH_SIZE = 128
@@ -47,26 +55,31 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=8, help="training epochs (default: 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed for every random choice (default: 0)")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "examples" / "fashion_mnist",
-                        help="output directory (default: examples/fashion_mnist in the repo)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO_ROOT / "examples" / "fashion_mnist",
+        help="output directory (default: examples/fashion_mnist in the repo)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default: 2)")
     return parser.parse_args()
 
 
 # --- data -------------------------------------------------------------------
 
+
 def read_idx(path: Path) -> np.ndarray:
     """Read a gzipped IDX file (the MNIST format) of unsigned bytes."""
     if not path.exists():
         raise FileNotFoundError(
-            f"Fashion-MNIST file not found: {path}\n"
-            "Install the dataset with: apt-get install dataset-fashion-mnist")
+            f"Fashion-MNIST file not found: {path}\nInstall the dataset with: apt-get install dataset-fashion-mnist"
+        )
     with gzip.open(path, "rb") as f:
         data = f.read()
     zero, dtype_code, ndim = data[0:2], data[2], data[3]
     if zero != b"\x00\x00" or dtype_code != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -78,6 +91,7 @@ def load_split(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- model and training -----------------------------------------------------
+
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
@@ -106,7 +120,8 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int,
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     steps_per_epoch = -(-len(inputs) // BATCH_SIZE)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=LEARNING_RATE, total_steps=epochs * steps_per_epoch)
+        optimizer, max_lr=LEARNING_RATE, total_steps=epochs * steps_per_epoch
+    )
     loss_fn = nn.CrossEntropyLoss()
     shuffle = torch.Generator().manual_seed(seed)
     model.train()
@@ -119,12 +134,12 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int,
             optimizer.step()
             scheduler.step()
             total_loss += loss.item() * len(batch)
-        print(f"epoch {epoch}/{epochs}: loss {total_loss / len(inputs):.4f} "
-              f"({time.perf_counter() - started:.0f} s)")
+        print(f"epoch {epoch}/{epochs}: loss {total_loss / len(inputs):.4f} ({time.perf_counter() - started:.0f} s)")
     model.eval()
 
 
 # --- export and verification ------------------------------------------------
+
 
 def export_onnx(model: nn.Module, path: Path) -> None:
     """Export with the TorchScript exporter, which folds eval-mode BatchNorm into the convs.
@@ -135,7 +150,9 @@ def export_onnx(model: nn.Module, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            model, (torch.zeros(1, 1, 28, 28),), str(path),
+            model,
+            (torch.zeros(1, 1, 28, 28),),
+            str(path),
             dynamo=False,
             opset_version=OPSET,
             input_names=["image"],
@@ -151,8 +168,9 @@ def export_onnx(model: nn.Module, path: Path) -> None:
 
 
 def onnx_logits(session: ort.InferenceSession, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    chunks = [session.run(["logits"], {"image": images[i:i + batch_size]})[0]
-              for i in range(0, len(images), batch_size)]
+    chunks = [
+        session.run(["logits"], {"image": images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(chunks)
 
 
@@ -171,13 +189,12 @@ def top1(session: ort.InferenceSession, images: np.ndarray, labels: np.ndarray) 
 
 # --- bundled data and README ------------------------------------------------
 
-def save_data(out: Path, train_images: np.ndarray, test_images: np.ndarray,
-              test_labels: np.ndarray, seed: int) -> None:
+
+def save_data(out: Path, train_images: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray, seed: int) -> None:
     rng = np.random.default_rng(seed)
     calibration_indices = np.sort(rng.choice(len(train_images), CALIBRATION_SIZE, replace=False))
     np.savez_compressed(out / "calibration.npz", image=train_images[calibration_indices])
-    np.savez_compressed(out / "test.npz", image=test_images[:BUNDLED_TEST_SIZE],
-                        label=test_labels[:BUNDLED_TEST_SIZE])
+    np.savez_compressed(out / "test.npz", image=test_images[:BUNDLED_TEST_SIZE], label=test_labels[:BUNDLED_TEST_SIZE])
 
 
 def display_path(path: Path) -> str:
@@ -270,12 +287,15 @@ def main() -> None:
     check_matches_torch(model, session, test_images[:16])
     accuracy_full = top1(session, test_images, test_labels)
     accuracy_bundled = top1(session, test_images[:BUNDLED_TEST_SIZE], test_labels[:BUNDLED_TEST_SIZE])
-    print(f"top-1: {accuracy_full:.2%} on 10,000 test images, "
-          f"{accuracy_bundled:.2%} on the {BUNDLED_TEST_SIZE} bundled ones")
+    print(
+        f"top-1: {accuracy_full:.2%} on 10,000 test images, "
+        f"{accuracy_bundled:.2%} on the {BUNDLED_TEST_SIZE} bundled ones"
+    )
 
     save_data(args.out, train_images, test_images, test_labels, args.seed)
-    command = (f"python scripts/train_example.py --epochs {args.epochs} --seed {args.seed} "
-               f"--out {display_path(args.out)}")
+    command = (
+        f"python scripts/train_example.py --epochs {args.epochs} --seed {args.seed} --out {display_path(args.out)}"
+    )
     write_readme(args.out, command, accuracy_full, accuracy_bundled)
     print(f"wrote {display_path(args.out)}")
 
