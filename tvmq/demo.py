@@ -1,7 +1,8 @@
 """`tvmq demo`: the whole pipeline on the bundled Fashion-MNIST CNN, needing nothing from outside.
 
-Import the ONNX model with batch 1, compile it for the target, load the package, classify the
-bundled test images, compare with onnxruntime where installed, and time one inference.
+Import the ONNX model (batch 1), build a float package and an int8 package (calibrated on the
+bundled calibration images), classify the bundled test images with both, compare the float
+package with onnxruntime where installed, and time one inference of each.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from tvmq.build import compile_model
 from tvmq.frontend import load_model
 from tvmq.progress import step
+from tvmq.quantize import quantize_model
 from tvmq.resources import examples_dir
 from tvmq.runtime import BenchmarkResult, load_package
 
@@ -21,44 +23,67 @@ EXAMPLE = "fashion_mnist"
 
 
 @dataclass(frozen=True)
-class DemoResult:
-    model_path: Path
+class Variant:
+    """One package built by the demo and what it measured."""
+
+    name: str
     package_dir: Path
-    target: str
     library_kib: float
-    images: int
-    correct: int
-    reference_agreement: int | None  # images where onnxruntime's top-1 is the same; None: no onnxruntime
-    max_logit_diff: float | None
+    predictions: np.ndarray
     latency: BenchmarkResult
 
+
+@dataclass(frozen=True)
+class DemoResult:
+    model_path: Path
+    target: str
+    labels: np.ndarray
+    variants: list[Variant]
+    reference_predictions: np.ndarray | None  # onnxruntime's; None without onnxruntime
+    worst_layer: dict
+
     def describe(self) -> str:
+        images = len(self.labels)
+        fp32, int8 = self.variants
         lines = [
-            f"Bundled example: Fashion-MNIST CNN ({self.model_path})",
-            f"  package      {self.package_dir} for {self.target}, model.so {self.library_kib:.0f} KiB",
-            f"  accuracy     {self.correct}/{self.images} test images correct ({100 * self.correct / self.images:.1f}%)",
+            f"Bundled example: Fashion-MNIST CNN ({self.model_path}), {images} test images, target {self.target}",
+            f"        {'accuracy':>9}  {'library':>9}  latency (median, batch 1, {fp32.latency.threads} thread(s))",
         ]
-        if self.reference_agreement is None:
-            lines.append("  onnxruntime  not installed: no comparison (pip install onnxruntime)")
-        else:
+        for variant in self.variants:
+            accuracy = 100 * (variant.predictions == self.labels).mean()
             lines.append(
-                f"  onnxruntime  same top-1 on {self.reference_agreement}/{self.images} images, "
-                f"max |logit diff| {self.max_logit_diff:.2g}"
+                f"  {variant.name:<5} {accuracy:>8.1f}%  {variant.library_kib:>5.0f} KiB  {variant.latency.median_ms:.3f} ms"
             )
+        if self.reference_predictions is None:
+            lines.append("  fp32 vs onnxruntime: not installed, no comparison (pip install onnxruntime)")
+        else:
+            same = int((self.reference_predictions == fp32.predictions).sum())
+            lines.append(f"  fp32 vs onnxruntime: same class on {same}/{images} images")
+        same = int((int8.predictions == fp32.predictions).sum())
+        worst = self.worst_layer
         lines.append(
-            f"  latency      median {self.latency.median_ms:.3f} ms (min {self.latency.min_ms:.3f}, "
-            f"max {self.latency.max_ms:.3f}), batch 1, {self.latency.threads} thread(s)"
+            f"  int8 vs fp32: same class on {same}/{images} images; "
+            f"worst layer {worst['layer']}: SQNR {worst['sqnr_db']:.1f} dB"
         )
-        lines.append(f"Try: tvmq bench {self.package_dir}   or   tvmq run {self.package_dir} --input image=IMAGE.npy")
+        lines.append(f"Packages: {fp32.package_dir}, {int8.package_dir}.  Try: tvmq report {int8.package_dir}")
         return "\n".join(lines)
 
 
-def _onnxruntime_logits(model, images: np.ndarray) -> np.ndarray | None:
+def _classify(package_dir: Path, images: np.ndarray, name: str) -> tuple[np.ndarray, BenchmarkResult]:
+    package = load_package(package_dir)
+    with step(f"classifying {len(images)} test images with the {name} package"):
+        predictions = np.array([package.run({"image": image[None]})["logits"].argmax() for image in images])
+    with step(f"timing one {name} inference"):
+        latency = package.benchmark(repeat=20)
+    return predictions, latency
+
+
+def _onnxruntime_predictions(model, images: np.ndarray) -> np.ndarray | None:
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         return None
-    return np.concatenate([model.reference({"image": image[None]})[0] for image in images])
+    return np.array([model.reference({"image": image[None]})[0].argmax() for image in images])
 
 
 def _describe_target(target: dict) -> str:
@@ -67,28 +92,25 @@ def _describe_target(target: dict) -> str:
 
 
 def run_demo(output_dir: str | Path, target: str = "host") -> DemoResult:
+    """Build `output_dir`/fp32 and `output_dir`/int8 for `target` and measure both."""
     example = examples_dir() / EXAMPLE
     model_path = example / "model.onnx"
     test = np.load(example / "test.npz")
     images, labels = test["image"], test["label"]
+    output_dir = Path(output_dir)
 
     model = load_model(model_path, input_shapes={"image": (1, *images.shape[1:])})
-    metadata = compile_model(model, target, output_dir)
-    package = load_package(output_dir)
-    with step(f"classifying {len(images)} test images"):
-        logits = np.concatenate([package.run({"image": image[None]})["logits"] for image in images])
-    reference = _onnxruntime_logits(model, images)
-    with step("timing one inference"):
-        latency = package.benchmark(repeat=20)
-    predictions = logits.argmax(axis=1)
+    quantized = quantize_model(model, example / "calibration.npz")
+    variants = []
+    for name, variant_model in (("fp32", model), ("int8", quantized)):
+        metadata = compile_model(variant_model, target, output_dir / name)
+        predictions, latency = _classify(output_dir / name, images, name)
+        variants.append(Variant(name, output_dir / name, metadata.library.size_bytes / 1024, predictions, latency))
     return DemoResult(
         model_path=model_path,
-        package_dir=Path(output_dir),
         target=_describe_target(metadata.target),
-        library_kib=metadata.library.size_bytes / 1024,
-        images=len(images),
-        correct=int((predictions == labels).sum()),
-        reference_agreement=None if reference is None else int((reference.argmax(axis=1) == predictions).sum()),
-        max_logit_diff=None if reference is None else float(np.abs(reference - logits).max()),
-        latency=latency,
+        labels=labels,
+        variants=variants,
+        reference_predictions=_onnxruntime_predictions(model, images),
+        worst_layer=quantized.quantization["error"]["layers"][0],
     )
