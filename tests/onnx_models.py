@@ -251,3 +251,29 @@ def softmax_scaled_by_computed_dim() -> onnx.ModelProto:
         [("y", TensorProto.FLOAT, ["N", "L", "D"])],
         [("last", np.array(-1, np.int64))],
     )
+
+
+def padded_relu6_convs() -> onnx.ModelProto:
+    """EfficientNet-Lite's shapes in miniature: an explicit Pad before a stride-2 Conv, ReLU6
+    written as Clip(0, 6), then a 1x1 Conv one of whose output channels has all but zero weights
+    (BatchNorm folding leaves such dead channels)."""
+    rng = _rng(4)
+    w1 = rng.normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32)
+    w2 = rng.normal(0, 0.5, (3, 4, 1, 1)).astype(np.float32)
+    w2[2] *= 1e-9
+    nodes = [
+        helper.make_node("Pad", ["x", "pads"], ["padded"], name="same_pad"),
+        helper.make_node("Conv", ["padded", "w1"], ["c1"], strides=[2, 2], name="stem"),
+        helper.make_node("Clip", ["c1", "zero", "six"], ["r1"], name="relu6"),
+        helper.make_node("Conv", ["r1", "w2"], ["y"], name="project"),
+    ]
+    initializers = [
+        ("pads", _i64(0, 0, 0, 0, 0, 0, 1, 1)),
+        ("w1", w1),
+        ("w2", w2),
+        ("zero", np.array(0.0, np.float32)),
+        ("six", np.array(6.0, np.float32)),
+    ]
+    return make_model(
+        nodes, [("x", TensorProto.FLOAT, [1, 3, 9, 9])], [("y", TensorProto.FLOAT, [1, 3, 5, 5])], initializers
+    )

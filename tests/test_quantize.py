@@ -217,3 +217,17 @@ def test_statistics_are_cached_so_another_method_does_not_rerun_the_model(tmp_pa
     with caplog.at_level("INFO", logger="tvmq"):
         quantize_model(model, data, QConfig(method="minmax"), cache_dir=tmp_path)
     assert "calibrating [" in caplog.text
+
+
+def test_padding_relu6_and_dead_channels_quantize_to_integer_layers():
+    model = tvmq.load_model(onnx_models.padded_relu6_convs())
+    ops = [c.op.name for c in _calls(model.mod)]
+    assert "relax.clip" in ops and "relax.nn.pad" in ops and "relax.call_tir" not in ops
+    data = {"x": np.random.default_rng(2).standard_normal((16, 3, 9, 9)).astype(np.float32)}
+    quantized = quantize_model(model, data)
+    assert [name.split()[0] for name in quantized.quantization["layers"]] == ["conv2d_0", "conv2d_1"]
+    realized = realize(quantized.mod)
+    assert "relax.nn.pad" in [c.op.name for c in _calls(realized)]  # the zero point pads the uint8 input
+    simulated, integer = _run(quantized.mod, [data["x"][:1]]), _run(realized, [data["x"][:1]])
+    np.testing.assert_allclose(integer, simulated, atol=0.02 * np.abs(simulated).max())
+    np.testing.assert_allclose(integer[0, 2], 0, atol=1e-6)  # the dead channel

@@ -6,7 +6,7 @@ from tvm import relax
 from tvm.script import ir as I
 from tvm.script import relax as R
 
-from tvmq.quantize.prepare import FoldChannelAffine
+from tvmq.quantize.prepare import FoldChannelAffine, FoldPadIntoConv
 from tvmq.quantize.realize import FoldQuantizeDequantize, RealizeSharedScale
 
 
@@ -97,6 +97,47 @@ def test_a_scale_whose_layer_output_is_used_twice_is_not_folded():
 
     Expected = Before
     tvm.ir.assert_structural_equal(FoldChannelAffine()(Before), Expected)
+
+
+def test_zero_padding_before_a_convolution_becomes_its_padding():
+    weight = np.ones((2, 3, 3, 3), np.float32)
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 3, 8, 8), "float32")):
+            with R.dataflow():
+                p = R.nn.pad(x, pad_width=[0, 0, 0, 0, 0, 1, 0, 1], pad_value=0.0)
+                y = R.nn.conv2d(p, R.const(weight), strides=[2, 2], padding=[1, 1, 0, 0])
+                R.output(y)
+            return y
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(x: R.Tensor((1, 3, 8, 8), "float32")):
+            with R.dataflow():
+                y = R.nn.conv2d(x, R.const(weight), strides=[2, 2], padding=[1, 1, 1, 1])
+                R.output(y)
+            return y
+
+    after = relax.transform.DeadCodeElimination()(FoldPadIntoConv()(Before))
+    tvm.ir.assert_structural_equal(after, Expected)
+
+
+def test_padding_with_another_value_stays_a_pad():
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 3, 8, 8), "float32")):
+            with R.dataflow():
+                p = R.nn.pad(x, pad_width=[0, 0, 0, 0, 1, 1, 1, 1], pad_value=-1.0)
+                y = R.nn.conv2d(p, R.const(np.ones((2, 3, 3, 3), np.float32)))
+                R.output(y)
+            return y
+
+    Expected = Before
+    tvm.ir.assert_structural_equal(FoldPadIntoConv()(Before), Expected)
 
 
 def test_max_pool_between_equal_quantization_parameters_runs_on_the_integers():

@@ -136,18 +136,74 @@ class OnnxRuntimeReference:
         return self._session.run(None, dict(inputs))
 
 
+def _constant_scalar(expr) -> float | None:
+    import tvm
+
+    if isinstance(expr, tvm.ir.expr.GenericConst) and expr.value.numpy().size == 1:
+        return float(expr.value.numpy().reshape(()))
+    return None
+
+
+def _clip(inputs, attrs, opset):
+    """Clip with constant bounds as one relax.clip (TVM emits two opaque TE kernels, which
+    hide ReLU6 from fusion and quantization). None: leave it to TVM."""
+    from tvm import relax
+
+    if opset < 11:
+        bounds = [attrs.get("min", -np.inf), attrs.get("max", np.inf)]
+    else:
+        given = [inputs[i] if len(inputs) > i else None for i in (1, 2)]
+        bounds = [default if b is None else _constant_scalar(b) for b, default in zip(given, (-np.inf, np.inf))]
+    if any(b is None or np.isnan(b) for b in bounds):
+        return None
+    return relax.op.clip(inputs[0], float(bounds[0]), float(bounds[1]))
+
+
+def _pad(inputs, attrs, opset):
+    """Constant-mode Pad with constant widths as relax.nn.pad (TVM emits an opaque TE kernel,
+    which hides it from the passes that fold zero padding into convolutions)."""
+    import tvm
+    from tvm import relax
+
+    mode = attrs.get("mode", b"constant")
+    if (mode.decode() if isinstance(mode, bytes) else mode) != "constant":
+        return None
+    if opset < 11:
+        pads, value = attrs.get("pads"), attrs.get("value", 0.0)
+    else:
+        if len(inputs) > 3 and inputs[3] is not None:  # explicit axes (opset 18)
+            return None
+        pads = inputs[1].value.numpy().tolist() if isinstance(inputs[1], tvm.ir.expr.GenericConst) else None
+        value = 0.0 if len(inputs) < 3 or inputs[2] is None else _constant_scalar(inputs[2])
+    if pads is None or value is None:
+        return None
+    rank = len(pads) // 2
+    width = [int(v) for axis in range(rank) for v in (pads[axis], pads[axis + rank])]
+    if any(w < 0 for w in width):
+        return None
+    return relax.op.nn.pad(inputs[0], width, "constant", float(value))
+
+
+# Converters tvmq provides instead of TVM's, where TVM's output hides structure tvmq needs.
+_CONVERTERS = {"Clip": _clip, "Pad": _pad}
+
+
 def _named_importer_class():
-    """TVM's ONNX importer, binding each node's result to a variable named after the node, so
-    that later stages (quantization reports, --skip) can speak of layers by their ONNX names.
-    Built on the importer's per-node hook; tvmq pins the TVM version it was written against."""
+    """TVM's ONNX importer with two changes, both on its per-node hook (tvmq pins the TVM
+    version it was written against): each node's result is bound to a variable named after the
+    node, so quantization reports and --skip can speak of layers by their ONNX names; and the
+    converters in _CONVERTERS replace TVM's where they apply."""
     from tvm import relax
     from tvm.relax.frontend.onnx.onnx_frontend import ONNXGraphImporter
 
     class NamedImporter(ONNXGraphImporter):
         def _convert_operator(self, op_name, inputs, attrs, opset):
-            result = super()._convert_operator(op_name, inputs, attrs, opset)
+            convert = _CONVERTERS.get(op_name)
+            result = convert(inputs, attrs, opset) if convert else None
+            if result is None:
+                result = super()._convert_operator(op_name, inputs, attrs, opset)
             name = attrs["tvm_custom"]["name"]
-            if name and isinstance(result, relax.Call) and isinstance(result.ty, relax.TensorType):
+            if name and isinstance(result, relax.Call):
                 result = self.bb.emit(result, name_hint=name)
             return result
 

@@ -25,7 +25,7 @@ from tvmq.quantize.annotate import QuantPlan, annotate
 from tvmq.quantize.calibrate import collect_statistics
 from tvmq.quantize.config import QConfig
 from tvmq.quantize.data import CalibrationData, load_calibration_data
-from tvmq.quantize.graph import QuantizationError
+from tvmq.quantize.graph import QuantizationError, with_main
 from tvmq.quantize.observers import compute_range
 from tvmq.quantize.prepare import prepare_for_quantization
 from tvmq.quantize.qdq import insert_qdq
@@ -73,7 +73,8 @@ def quantize_model(
     Statistics are cached in `cache_dir` when given."""
     config = config or QConfig()
     with step("preparing the model for quantization"):
-        func = prepare_for_quantization(model.mod)["main"]
+        mod = prepare_for_quantization(model.mod)
+        func = mod["main"]
         plan = annotate(func, config)
     data = (
         calibration_data
@@ -81,20 +82,19 @@ def quantize_model(
         else load_calibration_data(calibration_data, model.inputs, config.num_samples)
     )
     points = plan.points
-    observers = collect_statistics(
-        func, points, model.inputs, data, config.bins, Path(cache_dir) if cache_dir else None
-    )
+    observers = collect_statistics(mod, points, model.inputs, data, config.bins, Path(cache_dir) if cache_dir else None)
     params = activation_params(observers, points, config)
     with step(f"inserting quantize/dequantize around {len(plan.layers)} layers"):
         qdq, layer_outputs = insert_qdq(func, plan, params, config)
+        quantized_mod = with_main(mod, qdq)
     with step("measuring the quantization error per layer"):
         batches = list(data.batches(model.inputs))[: max(1, REPORT_SAMPLES // model.inputs[0].shape[0])]
         # Shared-scale layers only pass their input's error on: report the computing ones.
         measured = [(layer, out) for layer, out in zip(plan.layers, layer_outputs) if not layer.shares_input_scale]
         error = quantization_error(
-            func,
+            mod,
             [layer.output for layer, _ in measured],
-            qdq,
+            quantized_mod,
             [out for _, out in measured],
             [layer.title for layer, _ in measured],
             model.inputs,
@@ -109,7 +109,7 @@ def quantize_model(
         "weights": _weight_bytes(plan),
         "error": error,
     }
-    return dataclasses.replace(model, mod=tvm.IRModule({"main": qdq}), quantization=summary)
+    return dataclasses.replace(model, mod=quantized_mod, quantization=summary)
 
 
 def _weight_bytes(plan: QuantPlan) -> dict:

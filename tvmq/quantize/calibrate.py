@@ -20,15 +20,17 @@ from tvmq.errors import InputError
 from tvmq.files import save_npz_atomically
 from tvmq.progress import Progress, log
 from tvmq.quantize.data import CalibrationData
+from tvmq.quantize.graph import with_main
 from tvmq.quantize.observers import HistogramObserver
 from tvmq.tensors import TensorSpec
 
 
-def observation_module(func: relax.Function, points: list[relax.Expr]) -> tvm.IRModule:
-    """A module whose main returns the values of `points` (params or bindings of `func`)."""
+def observation_module(mod: tvm.IRModule, points: list[relax.Expr]) -> tvm.IRModule:
+    """`mod` with a main that returns the values of `points` (params or bindings of main)."""
+    func = mod["main"]
     bindings = list(func.body.blocks[0].bindings)
     position = {b.var: i for i, b in enumerate(bindings)}
-    mod = relax.transform.ToNonDataflow()(tvm.IRModule({"main": func}))
+    mod = relax.transform.ToNonDataflow()(mod)
     block = mod["main"].body.blocks[0]
     params = list(mod["main"].params)
     param_index = {p: i for i, p in enumerate(func.params)}
@@ -37,7 +39,7 @@ def observation_module(func: relax.Function, points: list[relax.Expr]) -> tvm.IR
     ]
     body = relax.SeqExpr([block], relax.Tuple(outputs))
     observed = relax.Function(params, body, ret_ty=relax.TupleType([o.ty for o in outputs]), is_pure=True)
-    return relax.transform.Normalize()(tvm.IRModule({"main": observed}))
+    return relax.transform.Normalize()(with_main(mod, observed))
 
 
 def _cache_key(module: tvm.IRModule, data: CalibrationData, bins: int) -> str:
@@ -65,7 +67,7 @@ def _store(path: Path, observers: list[HistogramObserver]) -> None:
 
 
 def collect_statistics(
-    func: relax.Function,
+    mod: tvm.IRModule,
     points: list[relax.Expr],
     inputs: tuple[TensorSpec, ...],
     data: CalibrationData,
@@ -73,7 +75,7 @@ def collect_statistics(
     cache_dir: Path | None = None,
 ) -> list[HistogramObserver]:
     """One observer per point, filled by running the float model over `data` (or from cache)."""
-    module = observation_module(func, points)
+    module = observation_module(mod, points)
     cache = cache_dir / f"{_cache_key(module, data, bins)}.npz" if cache_dir else None
     if cache is not None and (cached := _load_cached(cache, len(points))) is not None:
         log.info("calibration statistics from %s", cache)

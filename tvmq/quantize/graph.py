@@ -16,6 +16,13 @@ class QuantizationError(TvmqError):
     """The model or settings cannot be quantized as asked."""
 
 
+def with_main(mod: tvm.IRModule, func: relax.Function) -> tvm.IRModule:
+    """A copy of `mod` with `main` replaced; the functions `main` calls (call_tir PrimFuncs) stay."""
+    functions = {gv: f for gv, f in mod.functions.items() if gv.name_hint != "main"}
+    functions[mod.get_global_var("main")] = func
+    return tvm.IRModule(functions, attrs=mod.attrs)
+
+
 def op_name(expr) -> str | None:
     """`relax.nn.conv2d` for a call to that operator, else None."""
     if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):

@@ -2,7 +2,8 @@
 
 BatchNorm (and any other per-channel scale or shift by constants right after a convolution or
 a dense layer) is folded into that layer's weights and bias, so it quantizes as one layer with
-per-channel weights instead of leaving float operations between integer ones.
+per-channel weights instead of leaving float operations between integer ones. Zero padding
+written as a separate Pad joins the convolution it feeds.
 Run before annotation, on the module the frontends produce.
 """
 
@@ -16,7 +17,7 @@ import tvm_ffi
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
-from tvmq.quantize.graph import DataflowGraph, constant_value
+from tvmq.quantize.graph import DataflowGraph, constant_value, with_main
 
 
 def channel_axis(layer: relax.Call) -> int:
@@ -96,13 +97,53 @@ class FoldChannelAffine:
             if tvm_ffi.structural_equal(folded, func):
                 break
             func = folded
-        return tvm.IRModule({**{gv: f for gv, f in mod.functions.items()}, mod.get_global_var("main"): func})
+        return with_main(mod, func)
+
+
+class FoldPadIntoConv:
+    """Rewrite conv2d(pad(x, zeros on H and W), W) into one conv2d with the padding added.
+
+    Exporters write "same" padding as a separate Pad; inside the convolution it is the zero
+    point of the integer input, while a separate pad would need its own quantized value."""
+
+    def __init__(self):
+        self.data = wildcard()
+        self.pad = is_op("relax.nn.pad")(self.data)
+        self.pattern = is_op("relax.nn.conv2d")(self.pad, wildcard())
+
+    def _rewrite(self, expr: relax.Call, matches) -> relax.Expr:
+        pad, attrs = matches[self.pad].attrs, expr.attrs
+        width = [int(w) for w in pad.pad_width]
+        if pad.pad_mode != "constant" or float(pad.pad_value) != 0.0 or attrs["data_layout"] != "NCHW":
+            return expr
+        if len(width) != 8 or any(width[:4]):
+            return expr
+        top, bottom, left, right = width[4:]
+        padding = [int(p) for p in attrs["padding"]]
+        padding = [padding[0] + top, padding[1] + left, padding[2] + bottom, padding[3] + right]
+        return relax.op.nn.conv2d(
+            matches[self.data],
+            expr.args[1],
+            strides=attrs["strides"],
+            padding=padding,
+            dilation=attrs["dilation"],
+            groups=int(attrs["groups"]),
+            data_layout="NCHW",
+            kernel_layout=attrs["kernel_layout"],
+            out_layout=attrs["out_layout"],
+            out_dtype=attrs["out_dtype"],
+        )
+
+    def __call__(self, mod: tvm.IRModule) -> tvm.IRModule:
+        return with_main(mod, rewrite_call(self.pattern, self._rewrite, mod["main"]))
 
 
 def prepare_for_quantization(mod: tvm.IRModule) -> tvm.IRModule:
-    """Decompose BatchNorm, fold constants, fold per-channel affine ops into weights."""
+    """Decompose BatchNorm, fold constants, fold zero padding into convolutions and
+    per-channel affine ops into weights."""
     mod = relax.transform.DecomposeOpsForInference()(mod)
     mod = relax.transform.FoldConstant()(mod)
+    mod = FoldPadIntoConv()(mod)
     mod = FoldChannelAffine()(mod)
     mod = relax.transform.CanonicalizeBindings()(mod)
     return relax.transform.DeadCodeElimination()(mod)

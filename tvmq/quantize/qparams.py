@@ -134,7 +134,10 @@ def affine_qparams(x_min, x_max, dtype: str, symmetric: bool = False, axis: int 
 
 def fixed_point_multiplier(real) -> tuple[np.ndarray, np.ndarray]:
     """Integers (m, n) with real ~= m / 2^n and 2^30 <= m < 2^31, so that int32 x real becomes
-    (acc * m + 2^(n-1)) >> n in int64 arithmetic. Accurate to 2^-31 relative."""
+    (acc * m + 2^(n-1)) >> n in int64 arithmetic. Accurate to 2^-31 relative.
+
+    Multipliers below 2^-32 (channels whose weights are all but zero) turn any int32 into less
+    than half a step: they become m = 0, so those channels output their zero point."""
     real = np.asarray(real, np.float64)
     if np.any(real <= 0) or not np.all(np.isfinite(real)):
         raise ValueError(f"requantization multipliers must be finite and positive, got {real}")
@@ -143,9 +146,10 @@ def fixed_point_multiplier(real) -> tuple[np.ndarray, np.ndarray]:
     carry = multiplier == 2**31  # mantissa rounded up to 1.0
     multiplier = np.where(carry, 2**30, multiplier)
     shift = 31 - exponent - carry.astype(np.int64)
-    if np.any(shift < 1) or np.any(shift > 62):
-        raise ValueError(f"requantization multiplier out of range: {real}")
-    return multiplier, shift
+    if np.any(shift < 1):
+        raise ValueError(f"requantization multiplier out of range (>= 2^30): {real}")
+    negligible = shift > 62
+    return np.where(negligible, 0, multiplier), np.where(negligible, 62, shift)
 
 
 def requantize_reference(acc, multiplier, shift) -> np.ndarray:

@@ -21,7 +21,7 @@ import tvm
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
-from tvmq.quantize.graph import constant_value, scalar_value
+from tvmq.quantize.graph import constant_value, scalar_value, with_main
 from tvmq.quantize.qparams import QuantParams, fixed_point_multiplier, qrange
 
 
@@ -429,5 +429,4 @@ def realize(mod: tvm.IRModule) -> tvm.IRModule:
     func = mod["main"]
     for realize_pass in REALIZE_PASSES:
         func = realize_pass()(func)
-    mod = tvm.IRModule({"main": func})
-    return relax.transform.DeadCodeElimination()(mod)
+    return relax.transform.DeadCodeElimination()(with_main(mod, func))

@@ -79,14 +79,14 @@ def _looks_like_class_scores(array: np.ndarray) -> bool:
 
 
 def quantization_error(
-    float_func, float_tensors, quantized_func, quantized_tensors, layer_names, inputs, batches
+    float_mod, float_tensors, quantized_mod, quantized_tensors, layer_names, inputs, batches
 ) -> dict:
     """Per-layer (worst SQNR first) and per-output errors of the quantized model."""
-    float_outputs = _output_exprs(float_func)
-    quantized_outputs = _output_exprs(quantized_func)
-    reference = _run_all(observation_module(float_func, [*float_tensors, *float_outputs]), batches, inputs)
+    float_outputs = _output_exprs(float_mod["main"])
+    quantized_outputs = _output_exprs(quantized_mod["main"])
+    reference = _run_all(observation_module(float_mod, [*float_tensors, *float_outputs]), batches, inputs)
     approximation = _run_all(
-        observation_module(quantized_func, [*quantized_tensors, *quantized_outputs]), batches, inputs
+        observation_module(quantized_mod, [*quantized_tensors, *quantized_outputs]), batches, inputs
     )
     count = len(float_tensors)
     layers = [ErrorSums() for _ in range(count)]
