@@ -213,3 +213,32 @@ def test_rescaling_between_different_parameters_matches_the_float_computation():
     expected = np.clip(np.round((x.astype(np.float64) - 128) * 0.1 / 0.37) + 10, -128, 127)
     assert np.abs(got.astype(int) - expected).max() <= 1
     assert (got == expected).mean() > 0.99
+
+
+def test_bias_correction_undoes_the_mean_shift_of_rounded_depthwise_weights():
+    """A depthwise channel whose 9 weights all round up shifts every output by
+    sum(W_q - W) * E[x]; weight_rounding_shift computes exactly that per output channel."""
+    from tvmq.quantize.annotate import Layer
+    from tvmq.quantize.qdq import weight_qparams, weight_rounding_shift
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(0, 1, (4, 1, 3, 3)).astype(np.float32)  # groups = 4 channels
+    layer = Layer(name="conv2d_0", op="conv2d", anchor=None, output=None, inputs=(), weight=weight)
+    params = weight_qparams(layer, per_channel=True)
+    means = np.array([0.5, 1.0, 2.0, -1.0])
+    x = rng.normal(0, 0.1, (1000, 4, 3, 3)) + means.reshape(1, 4, 1, 1)
+    rounded = params.dequantize(params.quantize(weight))
+    measured = (np.einsum("nchw,chw->nc", x, rounded[:, 0]) - np.einsum("nchw,chw->nc", x, weight[:, 0])).mean(0)
+    np.testing.assert_allclose(weight_rounding_shift(layer, params, means), measured, atol=1e-4)
+
+
+def test_channel_means_are_streamed_along_the_channel_axis():
+    from tvmq.quantize.observers import ChannelMeanObserver
+
+    observer = ChannelMeanObserver(axis=1)
+    batches = [np.full((2, 3, 4, 4), v, np.float32) * np.array([1, 2, 3]).reshape(1, 3, 1, 1) for v in (1.0, 3.0)]
+    for batch in batches:
+        observer.observe(batch)
+    np.testing.assert_allclose(observer.mean, [2.0, 4.0, 6.0])
+    restored = ChannelMeanObserver.from_state(observer.state())
+    np.testing.assert_allclose(restored.mean, observer.mean)

@@ -50,10 +50,11 @@ def _levels_per_side(config: QConfig, observer) -> int:
     return qmax - qmin
 
 
-def activation_params(observers, points, config: QConfig) -> dict:
+def activation_params(statistics, points, config: QConfig) -> dict:
     """Quantization parameters of every point from its statistics and the chosen method."""
     params = {}
-    for point, observer in zip(points, observers):
+    for point, point_statistics in zip(points, statistics):
+        observer = point_statistics.histogram
         if observer.count == 0:
             raise QuantizationError(f"calibration saw no values of tensor {point.name}")
         levels = _levels_per_side(config, observer)
@@ -82,10 +83,13 @@ def quantize_model(
         else load_calibration_data(calibration_data, model.inputs, config.num_samples)
     )
     points = plan.points
-    observers = collect_statistics(mod, points, model.inputs, data, config.bins, Path(cache_dir) if cache_dir else None)
-    params = activation_params(observers, points, config)
+    statistics = collect_statistics(
+        mod, points, model.inputs, data, config.bins, Path(cache_dir) if cache_dir else None
+    )
+    params = activation_params(statistics, points, config)
+    channel_means = {point: s.channel_mean.mean for point, s in zip(points, statistics)}
     with step(f"inserting quantize/dequantize around {len(plan.layers)} layers"):
-        qdq, layer_outputs = insert_qdq(func, plan, params, config)
+        qdq, layer_outputs = insert_qdq(func, plan, params, config, channel_means)
         quantized_mod = with_main(mod, qdq)
     with step("measuring the quantization error per layer"):
         batches = list(data.batches(model.inputs))[: max(1, REPORT_SAMPLES // model.inputs[0].shape[0])]

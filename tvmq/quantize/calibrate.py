@@ -9,6 +9,7 @@ so choosing another range method or percentile later does not run the model agai
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from tvmq.files import save_npz_atomically
 from tvmq.progress import Progress, log
 from tvmq.quantize.data import CalibrationData
 from tvmq.quantize.graph import with_main
-from tvmq.quantize.observers import HistogramObserver
+from tvmq.quantize.observers import ChannelMeanObserver, HistogramObserver
 from tvmq.tensors import TensorSpec
 
 
@@ -46,24 +47,53 @@ def _cache_key(module: tvm.IRModule, data: CalibrationData, bins: int) -> str:
     digest = hashlib.sha256()
     digest.update(str(tvm_ffi.structural_hash(module["main"])).encode())
     digest.update(data.digest().encode())
-    digest.update(f"bins={bins}".encode())
+    digest.update(f"bins={bins};layout=2".encode())
     return digest.hexdigest()[:32]
 
 
-def _load_cached(path: Path, count: int) -> list[HistogramObserver] | None:
+@dataclass(frozen=True)
+class PointStatistics:
+    """What calibration records of one quantization point."""
+
+    histogram: HistogramObserver  # picks the point's range
+    channel_mean: ChannelMeanObserver  # E[x] per channel, for bias correction of its consumers
+
+    def observe(self, value: np.ndarray) -> None:
+        self.histogram.observe(value)
+        self.channel_mean.observe(value)
+
+
+def _channel_axis(point: relax.Expr) -> int:
+    """The channel axis of an activation: 1 in NCHW feature maps, the last axis otherwise."""
+    ndim = len(point.ty.shape)
+    return 1 if ndim == 4 else ndim - 1
+
+
+def _load_cached(path: Path, count: int) -> list[PointStatistics] | None:
     try:
         with np.load(path, allow_pickle=False) as stored:
-            states = [
-                {k.split("/", 1)[1]: stored[k] for k in stored.files if k.startswith(f"{i}/")} for i in range(count)
+
+            def state(prefix):
+                return {k.removeprefix(prefix): stored[k] for k in stored.files if k.startswith(prefix)}
+
+            return [
+                PointStatistics(
+                    HistogramObserver.from_state(state(f"{i}/histogram/")),
+                    ChannelMeanObserver.from_state(state(f"{i}/channel_mean/")),
+                )
+                for i in range(count)
             ]
-        return [HistogramObserver.from_state(state) for state in states]
-    except (OSError, ValueError, KeyError):  # missing or unreadable: recompute
+    except (OSError, ValueError, KeyError):  # missing, unreadable or of an older layout: recompute
         return None
 
 
-def _store(path: Path, observers: list[HistogramObserver]) -> None:
+def _store(path: Path, statistics: list[PointStatistics]) -> None:
     """Written atomically: a concurrent or killed run never leaves a half-written cache."""
-    save_npz_atomically(path, {f"{i}/{k}": v for i, obs in enumerate(observers) for k, v in obs.state().items()})
+    arrays = {}
+    for i, point in enumerate(statistics):
+        arrays |= {f"{i}/histogram/{k}": v for k, v in point.histogram.state().items()}
+        arrays |= {f"{i}/channel_mean/{k}": v for k, v in point.channel_mean.state().items()}
+    save_npz_atomically(path, arrays)
 
 
 def collect_statistics(
@@ -73,8 +103,8 @@ def collect_statistics(
     data: CalibrationData,
     bins: int,
     cache_dir: Path | None = None,
-) -> list[HistogramObserver]:
-    """One observer per point, filled by running the float model over `data` (or from cache)."""
+) -> list[PointStatistics]:
+    """Statistics of every point, from running the float model over `data` (or from cache)."""
     module = observation_module(mod, points)
     cache = cache_dir / f"{_cache_key(module, data, bins)}.npz" if cache_dir else None
     if cache is not None and (cached := _load_cached(cache, len(points))) is not None:
@@ -84,19 +114,19 @@ def collect_statistics(
 
     executable = tvm.compile(module, target=load_target("host").tvm_target())
     vm = relax.VirtualMachine(executable, tvm.cpu())
-    observers = [HistogramObserver(bins) for _ in points]
+    statistics = [PointStatistics(HistogramObserver(bins), ChannelMeanObserver(_channel_axis(p))) for p in points]
     batches = list(data.batches(inputs))
     progress = Progress("calibrating", len(batches) * inputs[0].shape[0], "samples")
     for index, batch in enumerate(batches):
         values = vm["main"](*[tvm.runtime.tensor(batch[spec.name]) for spec in inputs])
-        for point, observer, value in zip(points, observers, values):
+        for point, point_statistics, value in zip(points, statistics, values):
             try:
-                observer.observe(value.numpy())
+                point_statistics.observe(value.numpy())
             except ValueError as err:
                 raise InputError(
                     f"calibration batch {index} (samples from {index * inputs[0].shape[0]}): tensor {point.name}: {err}"
                 ) from None
         progress.advance(inputs[0].shape[0])
     if cache is not None:
-        _store(cache, observers)
-    return observers
+        _store(cache, statistics)
+    return statistics

@@ -16,7 +16,9 @@ class QConfig:
     `per_channel=False`. Activations are `activation_dtype`, asymmetric unless
     `symmetric_activations`. Their ranges come from calibration with `method` (`percentile`
     and `bins` tune it) over at most `num_samples` samples. `skip` keeps layers in float, by
-    layer name (as `tvmq report` lists them) or op type (`conv2d`, `Conv`, `matmul`, ...).
+    layer name (as `tvmq report` lists them, or the model's node name) or op type (`conv2d`,
+    `Conv`, `matmul`, ...). `bias_correction` folds the mean output shift that rounding the
+    weights causes into each layer's bias.
     """
 
     activation_dtype: str = "uint8"
@@ -29,6 +31,7 @@ class QConfig:
     skip: tuple[str, ...] = field(default_factory=tuple)
     keep_first_float: bool = False
     keep_last_float: bool = False
+    bias_correction: bool = True
 
     def __post_init__(self):
         if self.activation_dtype not in ACTIVATION_DTYPES:

@@ -130,6 +130,37 @@ class HistogramObserver:
         self.width *= 2
 
 
+class ChannelMeanObserver:
+    """The mean of every channel along `axis` (1 for NCHW activations, the last axis for dense
+    ones): E[x_c], what bias correction needs to undo the shift that rounding the weights
+    gives each output channel."""
+
+    def __init__(self, axis: int):
+        self.axis = axis
+        self.sums = np.zeros(0, np.float64)
+        self.count = 0
+
+    def observe(self, x: np.ndarray) -> None:
+        x = np.asarray(x, np.float64)
+        axis = self.axis % x.ndim
+        sums = x.sum(axis=tuple(i for i in range(x.ndim) if i != axis))
+        self.sums = sums if self.count == 0 else self.sums + sums
+        self.count += x.size // x.shape[axis]
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.sums / max(self.count, 1)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"axis": np.array(self.axis), "sums": self.sums, "count": np.array(self.count)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> ChannelMeanObserver:
+        observer = cls(int(state["axis"]))
+        observer.sums, observer.count = np.asarray(state["sums"], np.float64), int(state["count"])
+        return observer
+
+
 def minmax_range(obs: HistogramObserver) -> tuple[float, float]:
     """(min, max): every observed value is representable, outliers stretch the grid."""
     _require_values(obs)

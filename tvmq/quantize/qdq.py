@@ -67,15 +67,31 @@ def _substitute(expr: relax.Expr, mapping: dict) -> relax.Expr:
     return expr
 
 
+def weight_rounding_shift(layer: Layer, w_params: QuantParams, input_means: np.ndarray) -> np.ndarray:
+    """E[(W_q - W) x] per output channel: the mean shift that rounding the weights gives each
+    output, for inputs with per-channel means E[x] (border padding ignored). Subtracted from
+    the bias, it undoes that shift ("bias correction"; it matters most for depthwise
+    convolutions, whose 9 weights per channel can all round the same way)."""
+    error = w_params.dequantize(w_params.quantize(layer.weight)).astype(np.float64) - layer.weight
+    if layer.op == "matmul":  # weight [K, N], input channels along K
+        return input_means @ error
+    out_channels, group_channels = error.shape[:2]
+    groups = len(input_means) // group_channels
+    means = input_means.reshape(groups, 1, group_channels, 1, 1)
+    per_group = error.reshape(groups, out_channels // groups, group_channels, *error.shape[2:])
+    return (per_group * means).sum(axis=(2, 3, 4)).reshape(out_channels)
+
+
 def insert_qdq(
-    func: relax.Function, plan: QuantPlan, point_params: dict, config: QConfig
+    func: relax.Function, plan: QuantPlan, point_params: dict, config: QConfig, channel_means: dict | None = None
 ) -> tuple[relax.Function, list]:
     """The QDQ form of `func` for `plan`, with activation parameters `point_params` (by point),
     and each layer's output as the QDQ function computes it (for measuring the error).
 
     Values made by quantized layers are seen dequantized by every user (an integer model has no
     float version of them); float values feeding quantized layers are quantized for those
-    layers only, so float users keep full precision.
+    layers only, so float users keep full precision. With `config.bias_correction` and the
+    points' `channel_means`, biases absorb the mean shift of weight rounding.
     """
     graph = DataflowGraph(func)
     params = {tensor: point_params[plan.alias_of(tensor)] for tensor in plan.quantized_tensors()}
@@ -113,8 +129,15 @@ def insert_qdq(
                 elif var in bias_adds:
                     biased = bias_adds[var]
                     produced = env[biased.anchor]
+                    float_bias = biased.bias
+                    source = plan.alias_of(biased.inputs[0])
+                    # Means are per channel of the measured tensor: usable when the layer reads
+                    # it as it is, not through a reshape.
+                    if config.bias_correction and channel_means and _same_shape(source, biased.inputs[0]):
+                        input_means = channel_means[source]
+                        float_bias = float_bias - weight_rounding_shift(biased, weight_params[biased], input_means)
                     bias = _bias_expr(
-                        biased, graph.value[biased.anchor], params[biased.inputs[0]], weight_params[biased]
+                        float_bias, graph.value[biased.anchor], params[biased.inputs[0]], weight_params[biased]
                     )
                     new_value = relax.op.add(produced, bias)
                 env[var] = builder.emit(new_value, name_hint=var.name)
@@ -126,9 +149,15 @@ def insert_qdq(
     return builder.get()["main"], layer_outputs
 
 
-def _bias_expr(layer: Layer, anchor_call: relax.Call, input_params: QuantParams, w_params: QuantParams) -> relax.Expr:
-    """The layer's bias as dequantize(int32 constant) in the accumulator's units."""
-    bias_i32, bias_scale = quantized_bias(layer.bias, input_params, w_params)
+def _same_shape(a: relax.Expr, b: relax.Expr) -> bool:
+    return [int(d) for d in a.ty.shape] == [int(d) for d in b.ty.shape]
+
+
+def _bias_expr(
+    bias: np.ndarray, anchor_call: relax.Call, input_params: QuantParams, w_params: QuantParams
+) -> relax.Expr:
+    """A layer's bias as dequantize(int32 constant) in the accumulator's units."""
+    bias_i32, bias_scale = quantized_bias(bias, input_params, w_params)
     axis = channel_axis(anchor_call)
     shape = [1] * len(anchor_call.ty.shape)
     shape[axis] = -1
