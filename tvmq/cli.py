@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -362,6 +363,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("tvmq: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`tvmq report ... | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as err:  # a bug in tvmq: still one line, with the way to the traceback
         if args.debug:
             raise
