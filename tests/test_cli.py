@@ -208,7 +208,7 @@ def test_quantized_compile_records_the_settings_and_error(quantized_package):
     metadata = json.loads((quantized_package / "metadata.json").read_text())
     record = metadata["quantization"]
     assert record["mode"] == "int8"
-    assert record["config"]["method"] == "percentile" and record["config"]["per_channel"] is True
+    assert record["config"]["method"] == "minmax" and record["config"]["per_channel"] is True
     assert record["calibration"]["samples"] == 64
     assert {row["layer"].split()[0] for row in record["error"]["layers"]} == {
         "conv2d_0",
@@ -222,7 +222,7 @@ def test_quantized_compile_records_the_settings_and_error(quantized_package):
 def test_report_prints_settings_sizes_and_layers_worst_first(cli, quantized_package):
     result = cli("report", quantized_package)
     assert result.code == 0, result.err
-    assert "quantization  int8" in result.out and "method=percentile" in result.out
+    assert "quantization  int8" in result.out and "method=minmax" in result.out
     assert "KiB float32 ->" in result.out
     table = result.out.split("worst first")[1].splitlines()[2:]
     sqnrs = [float(line.split()[-2]) for line in table if line.strip()]

@@ -24,7 +24,7 @@ class QConfig:
     activation_dtype: str = "uint8"
     symmetric_activations: bool = False
     per_channel: bool = True
-    method: str = "percentile"
+    method: str = "minmax"
     percentile: float = 99.99
     bins: int = 2048
     num_samples: int | None = None
