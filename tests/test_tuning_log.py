@@ -1,0 +1,89 @@
+"""Tuning logs survive what happens to files: kills mid-write, hand edits, two writers, other
+targets' records. MetaSchedule records are built directly here; no tuning runs."""
+
+import json
+import multiprocessing
+
+import pytest
+import tvm
+from tir_kernels import matmul
+from tvm import s_tir
+from tvm.s_tir import meta_schedule as ms
+
+from tvmq.tune.log import RECORDS_FILE, WORKLOADS_FILE, TuningLog, target_key
+
+HOST = tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})
+OTHER = tvm.target.Target({"kind": "llvm", "mcpu": "znver3", "num-cores": 2})
+
+
+def _record(log, seconds, target=HOST):
+    """A record of a one-instruction schedule (MetaSchedule ignores empty traces)."""
+    mod = tvm.IRModule({"main": matmul})
+    workload = log.commit_workload(mod)
+    schedule = s_tir.Schedule(mod)
+    schedule.get_sblock("C")
+    args = ms.arg_info.ArgInfo.from_prim_func(matmul)
+    return ms.database.TuningRecord(schedule.trace, workload, [seconds], target, args)
+
+
+def _best_us(log):
+    workload = log.commit_workload(tvm.IRModule({"main": matmul}))
+    [best] = log.get_top_k(workload, 1)
+    return 1e6 * float(best.run_secs[0])
+
+
+def test_records_are_kept_in_readable_lines_and_reloaded(tmp_path):
+    log = TuningLog(tmp_path, HOST)
+    for seconds in (3e-4, 1e-4, 2e-4):
+        log.commit_tuning_record(_record(log, seconds))
+    lines = [json.loads(line) for line in (tmp_path / RECORDS_FILE).read_text().splitlines()]
+    assert [round(line["latency_us"]) for line in lines] == [300, 100, 200]
+    assert {line["target"] for line in lines} == {target_key(HOST)}
+    assert len((tmp_path / WORKLOADS_FILE).read_text().splitlines()) == 1  # the workload once
+    reloaded = TuningLog(tmp_path, HOST)
+    assert len(reloaded.get_all_tuning_records()) == 3
+    assert _best_us(reloaded) == pytest.approx(100)
+
+
+def test_records_of_another_target_are_never_applied(tmp_path):
+    log = TuningLog(tmp_path, OTHER)
+    log.commit_tuning_record(_record(log, 1e-4, target=OTHER))
+    mine = TuningLog(tmp_path, HOST)
+    assert mine.get_all_tuning_records() == [] and mine.skipped_other_targets == 1
+
+
+def test_truncated_and_corrupt_lines_are_skipped_with_a_warning(tmp_path, caplog):
+    log = TuningLog(tmp_path, HOST)
+    for seconds in (1e-4, 2e-4):
+        log.commit_tuning_record(_record(log, seconds))
+    records = tmp_path / RECORDS_FILE
+    text = records.read_text()
+    # A line garbled by hand in the middle, and a write cut short by a kill at the end.
+    records.write_text("not json at all\n" + text + text.splitlines()[0][:50])
+    with caplog.at_level("WARNING"):
+        survivor = TuningLog(tmp_path, HOST)
+    assert len(survivor.get_all_tuning_records()) == 2
+    assert f"{records}:1: skipping a corrupt or truncated line" in caplog.text
+    assert f"{records}:4: skipping a corrupt or truncated line" in caplog.text
+    # The next record starts on a line of its own, after the fragment.
+    survivor.commit_tuning_record(_record(survivor, 5e-5))
+    assert len(TuningLog(tmp_path, HOST).get_all_tuning_records()) == 3
+
+
+def _append_records(directory, count):
+    log = TuningLog(directory, HOST)
+    for i in range(count):
+        log.commit_tuning_record(_record(log, 1e-4 + i * 1e-6))
+
+
+def test_two_processes_appending_to_one_log_lose_nothing(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_records, args=(tmp_path, 25)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    lines = (tmp_path / RECORDS_FILE).read_text().splitlines()
+    assert len(lines) == 50 and all(json.loads(line)["latency_us"] for line in lines)
+    assert len(TuningLog(tmp_path, HOST).get_all_tuning_records()) == 50

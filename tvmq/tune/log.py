@@ -1,0 +1,183 @@
+"""Tuning logs: MetaSchedule's database as readable, append-only files, one folder per target.
+
+    tuning_logs/<target>/workloads.jsonl   {"hash": ..., "workload": <Workload JSON>}
+    tuning_logs/<target>/records.jsonl     {"hash": ..., "target": ..., "latency_us": ..., "record": <TuningRecord JSON>}
+
+Lines are appended under an exclusive lock (two processes can tune into one log), each with a
+single write; a line cut short by a killed process, or garbled by hand, is skipped with a
+warning and the log stays usable. Records carry the exact target they were measured on and
+only records of the log's target are loaded (MetaSchedule's own lookup ignores the target).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import tvm
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+
+log = logging.getLogger(__name__)
+
+WORKLOADS_FILE = "workloads.jsonl"
+RECORDS_FILE = "records.jsonl"
+LOCK_FILE = ".lock"
+
+
+def target_key(target: tvm.target.Target) -> str:
+    """The canonical text of a target (its JSON, keys sorted): what records are matched on."""
+    return json.dumps(json.loads(str(target)), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """A parsed line of a log file and where it came from."""
+
+    data: dict
+    path: Path
+    number: int
+
+
+def read_lines(path: Path) -> Iterator[LogLine]:
+    """The JSON objects of a .jsonl file; unreadable lines are skipped with a warning."""
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as err:
+                log.warning("%s:%d: skipping a corrupt or truncated line (%s)", path, number, err)
+                continue
+            yield LogLine(data, path, number)
+
+
+@contextlib.contextmanager
+def locked(directory: Path):
+    """Hold the log folder's exclusive lock."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def append_line(path: Path, data: dict) -> None:
+    """Append one JSON line with a single write (call under `locked`). If a killed writer left
+    the file without a final newline, start on a fresh line so its fragment stays one line."""
+    text = json.dumps(data, separators=(",", ":")) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            with open(path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    text = "\n" + text
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def mean_latency_us(record: ms.database.TuningRecord) -> float | None:
+    """A record's mean measured run time in microseconds (None if it failed to run)."""
+    if record.run_secs is None or len(record.run_secs) == 0:
+        return None
+    seconds = [float(s) for s in record.run_secs]
+    if any(s >= 1e9 for s in seconds):  # MetaSchedule marks failed runs with 1e10 s
+        return None
+    return 1e6 * sum(seconds) / len(seconds)
+
+
+def _workload_hash(workload: ms.database.Workload) -> str:
+    return str(workload.as_json()[0])
+
+
+@derived_object
+class TuningLog(ms.database.PyDatabase):
+    """A MetaSchedule database kept in a tuning-log folder, holding one target's records.
+
+    Lookups are served from memory; every new workload and record is also appended to the
+    folder's files, so a run killed at any point leaves all it measured for the next one.
+    """
+
+    def __init__(self, directory: str | os.PathLike, target: tvm.target.Target):
+        super().__init__()
+        self.directory = Path(directory)
+        self.target = target
+        self.key = target_key(target)
+        self.skipped_other_targets = 0
+        self._memory = ms.database.MemoryDatabase()
+        self._load()
+
+    def _load(self) -> None:
+        workloads = {}
+        for line in read_lines(self.directory / WORKLOADS_FILE):
+            try:
+                workload = ms.database.Workload.from_json(line.data["workload"])
+            except Exception as err:  # noqa: BLE001 - TVM raises several kinds on bad JSON
+                log.warning("%s:%d: skipping an unreadable workload (%s)", line.path, line.number, err)
+                continue
+            workloads[line.data.get("hash")] = self._memory.commit_workload(workload.mod)
+        for line in read_lines(self.directory / RECORDS_FILE):
+            if line.data.get("target") != self.key:
+                self.skipped_other_targets += 1
+                continue
+            workload = workloads.get(line.data.get("hash"))
+            if workload is None:
+                log.warning("%s:%d: skipping a record of an unknown workload", line.path, line.number)
+                continue
+            try:
+                record = ms.database.TuningRecord.from_json(line.data["record"], workload)
+            except Exception as err:  # noqa: BLE001
+                log.warning("%s:%d: skipping an unreadable record (%s)", line.path, line.number, err)
+                continue
+            self._memory.commit_tuning_record(record)
+
+    def has_workload(self, mod: tvm.IRModule) -> bool:
+        return self._memory.has_workload(mod)
+
+    def commit_workload(self, mod: tvm.IRModule) -> ms.database.Workload:
+        known = self._memory.has_workload(mod)
+        workload = self._memory.commit_workload(mod)
+        if not known:
+            with locked(self.directory):
+                append_line(
+                    self.directory / WORKLOADS_FILE,
+                    {"hash": _workload_hash(workload), "workload": workload.as_json()},
+                )
+        return workload
+
+    def commit_tuning_record(self, record: ms.database.TuningRecord) -> None:
+        self._memory.commit_tuning_record(record)
+        line = {
+            "hash": _workload_hash(record.workload),
+            "target": target_key(record.target) if record.target is not None else self.key,
+            "latency_us": mean_latency_us(record),
+            "record": record.as_json(),
+        }
+        with locked(self.directory):
+            append_line(self.directory / RECORDS_FILE, line)
+
+    def get_top_k(self, workload: ms.database.Workload, top_k: int) -> list:
+        return self._memory.get_top_k(workload, top_k)
+
+    def get_all_tuning_records(self) -> list:
+        return self._memory.get_all_tuning_records()
+
+    def __len__(self) -> int:
+        return len(self._memory)
