@@ -15,6 +15,7 @@ from tvmq.quantize.qparams import (
     linear_scale,
     qrange,
     requantize_reference,
+    with_common_shift,
 )
 
 DTYPES = ["int8", "uint8"]
@@ -380,3 +381,20 @@ def test_a_negligible_multiplier_maps_every_accumulator_to_zero():
     multiplier, shift = fixed_point_multiplier([1e-15, 0.5])
     assert multiplier[0] == 0 and shift[0] == 62
     np.testing.assert_array_equal(requantize_reference([2**31 - 1, -(2**31)], multiplier[0], shift[0]), [0, 0])
+
+
+def test_one_shift_serves_a_layer_whose_channel_multipliers_span_a_hundredfold():
+    """A layer's per-channel multipliers share the smallest shift; the smaller ones keep fewer
+    bits, still far more than an int8 result needs: results stay within 1 of the exact ones."""
+    rng = np.random.default_rng(7)
+    real = 10.0 ** rng.uniform(-5, -3, 64)
+    multiplier, shift = with_common_shift(*fixed_point_multiplier(real))
+    assert np.ndim(shift) == 0 and multiplier.max() < 2**31
+    acc_i32 = rng.integers(-(2**20), 2**20, (1000, 64))
+    got = requantize_reference(acc_i32, multiplier, shift)
+    assert np.abs(got - np.round(acc_i32 * real)).max() <= 1
+
+
+def test_a_dead_channel_stays_zero_under_a_common_shift():
+    multiplier, shift = with_common_shift(*fixed_point_multiplier([1e-15, 0.5]))
+    assert multiplier[0] == 0 and shift == 31

@@ -44,7 +44,7 @@ def test_benchmark_reports_consistent_statistics(package):
 
 def test_thread_count_is_bounded_by_the_available_cpus(package):
     from tvmq.errors import TvmqError
-    from tvmq.runtime import available_cpus
+    from tvmq.target import available_cores as available_cpus
 
     assert package.benchmark(repeat=1, threads=available_cpus()).threads == available_cpus()
     with pytest.raises(TvmqError, match="--threads must be between 1 and"):

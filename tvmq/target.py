@@ -132,14 +132,15 @@ _ISA_FLAGS = (
 )
 
 
-def _available_cores() -> int:
+def available_cores() -> int:
+    """CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _detect_host(preset: TargetPreset) -> TargetPreset:
     from tvm.target import codegen
 
-    target = {**preset.target, "mcpu": codegen.llvm_get_system_cpu(), "num-cores": _available_cores()}
+    target = {**preset.target, "mcpu": codegen.llvm_get_system_cpu(), "num-cores": available_cores()}
     return TargetPreset(
         name=preset.name,
         description=f"{preset.description}: {target['mcpu']}, {target['num-cores']} cores",

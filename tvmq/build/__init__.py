@@ -18,7 +18,7 @@ from tvmq.build.package import write_package_atomically
 from tvmq.frontend import ImportedModel
 from tvmq.metadata import LIBRARY_FILE, LibraryInfo, PackageMetadata, file_sha256
 from tvmq.progress import step
-from tvmq.quantize import has_qdq, realize
+from tvmq.quantize import for_codegen, has_qdq
 from tvmq.target import TargetPreset, check_compiler, load_target
 
 __all__ = ["compile_model"]
@@ -54,11 +54,9 @@ def compile_model(
     integer operators, unless `simulate` keeps it as fake-quant float code for debugging."""
     preset = load_target(target)
     check_compiler(preset)
-    mod = model.mod
-    quantized = has_qdq(mod)
-    if quantized and not simulate:
-        with step("realizing integer operators"):
-            mod = realize(mod)
+    quantized = has_qdq(model.mod)
+    with step("realizing integer operators" if quantized and not simulate else "preparing the model"):
+        mod = for_codegen(model.mod, simulate)
     executable = build_executable(mod, preset)
 
     def fill(staging: Path) -> dict:

@@ -28,6 +28,7 @@ def export_library(executable, path: Path, preset: TargetPreset) -> None:
     fcompile = tvm.support.cc.cross_compiler(preset.compiler) if preset.compiler else None
     with step(f"linking {path.name}" + (f" with {preset.compiler}" if preset.compiler else "")):
         try:
-            executable.export_library(str(path), fcompile=fcompile)
+            # -s: no symbol tables or debug info in a deployable library (a fifth of it here).
+            executable.export_library(str(path), fcompile=fcompile, options=["-s"])
         except Exception as err:
             raise BuildError(f"exporting the library for {preset.name} failed: {err}") from err

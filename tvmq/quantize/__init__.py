@@ -33,7 +33,7 @@ from tvmq.quantize.qparams import affine_qparams, qrange
 from tvmq.quantize.realize import realize
 from tvmq.quantize.report import quantization_error
 
-__all__ = ["QConfig", "QuantizationError", "has_qdq", "quantize_model", "realize"]
+__all__ = ["QConfig", "QuantizationError", "for_codegen", "has_qdq", "quantize_model", "realize"]
 
 
 # Calibration samples on which the per-layer error is measured.
@@ -124,6 +124,13 @@ def _weight_bytes(plan: QuantPlan) -> dict:
     )
     stored = sum(layer.weight.size + (layer.bias.size * 4 if layer.bias is not None else 0) for layer in weighted)
     return {"float32": float_bytes, "quantized": stored}
+
+
+def for_codegen(mod: tvm.IRModule, simulate: bool = False) -> tvm.IRModule:
+    """The module that code is generated from: a quantized model realized into integer
+    operators (unless simulating), a float model as it is. Tuning and building both start here,
+    so that the kernels tuned are the kernels built."""
+    return realize(mod) if has_qdq(mod) and not simulate else mod
 
 
 def has_qdq(mod: tvm.IRModule) -> bool:

@@ -152,6 +152,15 @@ def fixed_point_multiplier(real) -> tuple[np.ndarray, np.ndarray]:
     return np.where(negligible, 0, multiplier), np.where(negligible, 62, shift)
 
 
+def with_common_shift(multiplier, shift) -> tuple[np.ndarray, int]:
+    """The same fixed-point multipliers over one shift, the smallest: m_i * 2^(n - n_i), rounded.
+    One shift serves a whole layer (a scalar constant instead of one per channel); a channel
+    whose multiplier is k times smaller than the largest keeps log2(k) fewer of its 31 bits."""
+    multiplier, shift = np.asarray(multiplier, np.int64), np.asarray(shift, np.int64)
+    common = int(shift.min())
+    return np.round(multiplier / 2.0 ** (shift - common)).astype(np.int64), common
+
+
 def requantize_reference(acc, multiplier, shift) -> np.ndarray:
     """The integer requantization (acc * m + 2^(n-1)) >> n in numpy: the reference the Relax
     version is tested against."""

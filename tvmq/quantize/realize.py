@@ -22,7 +22,7 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 from tvmq.quantize.graph import constant_value, scalar_value, with_main
-from tvmq.quantize.qparams import QuantParams, fixed_point_multiplier, qrange
+from tvmq.quantize.qparams import QuantParams, fixed_point_multiplier, qrange, with_common_shift
 
 
 def _params(call: relax.Call) -> QuantParams | None:
@@ -62,11 +62,15 @@ def requantize(
     """int32 `acc` (in units of real_multiplier * s_out) -> `out` integers:
     clip(((acc * m + 2^(n-1)) >> n) + z_out), in int64 so nothing overflows. Per-channel
     multipliers lie along `axis` of the ndim-D accumulator."""
-    multiplier, shift = fixed_point_multiplier(real_multiplier)
-    wide = relax.op.astype(acc, "int64")
-    scaled = relax.op.multiply(wide, _const(multiplier, "int64", ndim, axis))
-    rounded = relax.op.add(scaled, _const(np.left_shift(np.int64(1), shift - 1), "int64", ndim, axis))
-    shifted = relax.op.right_shift(rounded, _const(shift, "int64", ndim, axis))
+    multiplier, shift = with_common_shift(*fixed_point_multiplier(real_multiplier))
+    scaled = relax.op.multiply(relax.op.astype(acc, "int64"), _const(multiplier, "int64", ndim, axis))
+    return _round_shift_clip(scaled, shift, out, clip)
+
+
+def _round_shift_clip(scaled: relax.Expr, shift: int, out: QuantParams, clip) -> relax.Expr:
+    """(scaled + 2^(shift-1)) >> shift + z_out, clipped to `out`'s (and the activation's) range."""
+    rounded = relax.op.add(scaled, _const(np.int64(1) << (shift - 1), "int64"))
+    shifted = relax.op.right_shift(rounded, _const(shift, "int64"))
     lo, hi = quantized_clip(out, clip)
     result = relax.op.clip(relax.op.add(shifted, _const(out.zero_point, "int64")), lo, hi)
     return relax.op.astype(result, out.dtype)
@@ -293,7 +297,7 @@ class RealizeActivationMatmulToFloat(RealizeActivationMatmul):
 
 class RealizeAdd(_Pass):
     """add of two quantized activations: each operand minus its zero point, scaled by its own
-    fixed-point multiplier onto a shared shift, summed in int64."""
+    fixed-point multiplier over a common shift, summed in int64."""
 
     def __init__(self):
         self.dq_a, self.dq_b = _dequantize(), _dequantize()
@@ -306,9 +310,7 @@ class RealizeAdd(_Pass):
         if None in (a, b, out) or a.per_channel or b.per_channel or out.per_channel:
             return expr
         ratios = np.array([float(a.scale), float(b.scale)]) / float(out.scale)
-        shift = 62 - 9 - int(np.ceil(np.log2(max(ratios.max(), 1e-30) * 256)))  # products stay < 2^62
-        shift = int(np.clip(shift, 1, 62))
-        multipliers = np.round(ratios * 2.0**shift).astype(np.int64)
+        multipliers, shift = with_common_shift(*fixed_point_multiplier(ratios))
         terms = [
             relax.op.multiply(
                 relax.op.subtract(relax.op.astype(matches[dq].args[0], "int64"), _const(p.zero_point, "int64")),
@@ -316,11 +318,8 @@ class RealizeAdd(_Pass):
             )
             for dq, p, m in ((self.dq_a, a, multipliers[0]), (self.dq_b, b, multipliers[1]))
         ]
-        total = relax.op.add(relax.op.add(terms[0], terms[1]), _const(np.int64(1) << (shift - 1), "int64"))
-        shifted = relax.op.right_shift(total, _const(shift, "int64"))
         clip = _activation_bounds(matches[self.activated]) if _is_activation(matches[self.activated]) else None
-        lo, hi = quantized_clip(out, clip)
-        return relax.op.astype(relax.op.clip(relax.op.add(shifted, _const(out.zero_point, "int64")), lo, hi), out.dtype)
+        return _round_shift_clip(relax.op.add(terms[0], terms[1]), shift, out, clip)
 
 
 class RealizeConcat(_Pass):

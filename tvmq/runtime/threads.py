@@ -11,14 +11,10 @@ from __future__ import annotations
 import os
 
 from tvmq.errors import TvmqError
-
-
-def available_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
+from tvmq.target import available_cores
 
 # Must run before TVM creates its thread pool, i.e. before any library is run.
-os.environ.setdefault("TVM_NUM_THREADS", str(available_cpus()))
+os.environ.setdefault("TVM_NUM_THREADS", str(available_cores()))
 
 _BIG_CORES = 1  # TVM's affinity mode "big cores": all cores on a homogeneous CPU
 

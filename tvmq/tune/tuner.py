@@ -1,0 +1,132 @@
+"""The tuning loop: MetaSchedule's evolutionary search with the XGBoost cost model over a
+model's kernels, trials spread by the gradient task scheduler where the model spends time,
+every measurement appended to the target's tuning log."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+
+from tvmq.frontend.imported import ImportedModel
+from tvmq.progress import log, step
+from tvmq.quantize import for_codegen
+from tvmq.target import TargetPreset, available_cores, load_target
+from tvmq.tune.builder import local_builder
+from tvmq.tune.log import TuningLog, mean_latency_us
+from tvmq.tune.tasks import extract_tasks, tuning_target
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    name: str
+    weight: float  # how many times the model runs this kernel
+    best_us: float | None  # the best latency the log holds for it
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    log_dir: Path
+    target: str
+    trials: int  # measured in this run
+    seconds: float
+    tasks: tuple[TaskResult, ...]
+
+    @property
+    def estimated_latency_ms(self) -> float | None:
+        """Sum over kernels of weight x best latency (untuned kernels make it unknown)."""
+        if any(task.best_us is None for task in self.tasks):
+            return None
+        return sum(task.weight * task.best_us for task in self.tasks) / 1e3
+
+    @property
+    def trials_per_minute(self) -> float:
+        return 60 * self.trials / self.seconds if self.seconds else 0.0
+
+
+@derived_object
+class _Progress(ms.measure_callback.PyMeasureCallback):
+    """Logs trials done and each kernel's best latency after every measured batch, and ends
+    the search once the time budget is spent."""
+
+    def __init__(self, names: list[str], weights: list[float], total: int, deadline: float | None):
+        super().__init__()
+        self.names, self.weights, self.total, self.deadline = names, weights, total, deadline
+        self.trials = 0
+        self.best_us: list[float | None] = [None] * len(names)
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+        self.trials += len(runner_results)
+        for result in runner_results:
+            if result.error_msg is None and result.run_secs:
+                us = 1e6 * sum(float(s) for s in result.run_secs) / len(result.run_secs)
+                best = self.best_us[task_id]
+                self.best_us[task_id] = us if best is None else min(best, us)
+        known = [w * b for w, b in zip(self.weights, self.best_us) if b is not None]
+        estimate = f"{sum(known) / 1e3:.3f} ms" if len(known) == len(self.weights) else "pending"
+        best = self.best_us[task_id]
+        log.info(
+            "tuning: %d/%d trials; %s best %s; estimated model latency %s",
+            self.trials,
+            self.total,
+            self.names[task_id],
+            f"{best:.1f} us" if best else "none yet",
+            estimate,
+        )
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            log.info("tuning: time budget spent, stopping")
+            for index, task in enumerate(task_scheduler.tasks_):
+                if not task.is_terminated:
+                    task_scheduler.terminate_task(index)
+
+
+def tune_model(
+    model: ImportedModel,
+    target: TargetPreset | str | dict,
+    log_dir: str | os.PathLike,
+    trials: int,
+    time_budget_minutes: float | None = None,
+    num_cores: int | None = None,
+    runner: ms.runner.Runner | None = None,
+    seed: int = 0,
+) -> TuneResult:
+    """Tune `model`'s kernels for `target` with at most `trials` measurements (and within
+    `time_budget_minutes`), adding to the tuning log in `log_dir`, whose records also seed the
+    search. `runner` measures candidates elsewhere (RPC); by default on this machine."""
+    if trials < 1:
+        raise ValueError(f"the number of trials must be positive, got {trials}")
+    preset = load_target(target)
+    target = tuning_target(preset, num_cores)
+    with step("extracting the kernels to tune"):
+        tasks = extract_tasks(for_codegen(model.mod), target)
+    database = TuningLog(log_dir, target)
+    start = time.monotonic()
+    deadline = start + 60 * time_budget_minutes if time_budget_minutes else None
+    progress = _Progress([t.task_name for t in tasks], [float(t.weight) for t in tasks], trials, deadline)
+    with tempfile.TemporaryDirectory(prefix="tvmq-tune-") as work_dir:
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            tasks, work_dir, num_threads=available_cores(), seed=seed
+        )
+        ms.tune.tune_tasks(
+            tasks=contexts,
+            task_weights=weights,
+            work_dir=work_dir,
+            max_trials_global=trials,
+            num_trials_per_iter=min(64, trials),
+            builder=local_builder(max_workers=available_cores()),
+            runner=runner or ms.runner.LocalRunner(),
+            database=database,
+            cost_model=ms.cost_model.XGBModel(),
+            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
+        )
+    results = []
+    for task in tasks:
+        workload = database.commit_workload(task.dispatched[0])
+        top = database.get_top_k(workload, 1)
+        results.append(TaskResult(task.task_name, float(task.weight), mean_latency_us(top[0]) if top else None))
+    return TuneResult(Path(log_dir), preset.name, progress.trials, time.monotonic() - start, tuple(results))
