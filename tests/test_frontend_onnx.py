@@ -113,3 +113,27 @@ def test_input_of_unknown_rank_takes_the_given_shape(compile_and_load):
         tvmq.load_model(model)
     _, package = compile_and_load(model, input_shapes={"x": (2, 3)})
     np.testing.assert_array_equal(package.run({"x": -np.ones((2, 3), np.float32)})["y"], np.zeros((2, 3)))
+
+
+def test_unnamed_clip_and_pad_nodes_import(compile_and_load):
+    """ONNX node names are optional; tvmq's own Clip/Pad converters must not depend on them."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Pad", ["x", "pads"], ["p"]),
+        helper.make_node("Clip", ["p", "lo", "hi"], ["c"]),
+        helper.make_node("Conv", ["c", "w"], ["y"], name="conv"),
+    ]
+    initializers = [
+        ("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)),
+        ("lo", np.array(0.0, np.float32)),
+        ("hi", np.array(6.0, np.float32)),
+        ("w", np.random.default_rng(0).standard_normal((2, 3, 3, 3)).astype(np.float32)),
+    ]
+    model = onnx_models.make_model(
+        nodes, [("x", TensorProto.FLOAT, [1, 3, 6, 6])], [("y", TensorProto.FLOAT, [1, 2, 6, 6])], initializers
+    )
+    imported, package = compile_and_load(model)
+    from conftest import assert_matches_reference
+
+    assert_matches_reference(imported, package)

@@ -200,7 +200,9 @@ def _named_importer_class():
         def _convert_operator(self, op_name, inputs, attrs, opset):
             convert = _CONVERTERS.get(op_name)
             result = convert(inputs, attrs, opset) if convert else None
-            if result is None:
+            if result is not None:
+                result = self.bb.normalize(result)  # typed, as the next converter expects
+            else:
                 result = super()._convert_operator(op_name, inputs, attrs, opset)
             name = attrs["tvm_custom"]["name"]
             if name and isinstance(result, relax.Call):
