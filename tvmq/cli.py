@@ -72,10 +72,10 @@ def _qconfig(args):
         raise UsageError(str(err)) from None
 
 
-def _cmd_compile(args) -> None:
-    from tvmq.build import compile_model
+def _load_model(args):
+    """The target preset and the model (quantized if asked) that compile and tune work on."""
     from tvmq.frontend import load_model
-    from tvmq.quantize import has_qdq, quantize_model
+    from tvmq.quantize import quantize_model
     from tvmq.target import load_target
 
     if args.quantize and not args.calib:
@@ -88,9 +88,17 @@ def _cmd_compile(args) -> None:
     if config is not None:
         cache = None if args.calib_cache.lower() == "none" else Path(args.calib_cache).expanduser()
         model = quantize_model(model, args.calib, config, cache_dir=cache)
+    return preset, model
+
+
+def _cmd_compile(args) -> None:
+    from tvmq.build import compile_model
+    from tvmq.quantize import has_qdq
+
+    preset, model = _load_model(args)
     if args.simulate and not has_qdq(model.mod):
         raise UsageError("--simulate needs a quantized model: add --quantize int8 --calib DATA")
-    metadata = compile_model(model, preset, args.output, simulate=args.simulate)
+    metadata = compile_model(model, preset, args.output, simulate=args.simulate, tuning_log=args.tuning_log)
     print(
         f"wrote {args.output}: {metadata.library.file} ({metadata.library.size_bytes / 1024:.0f} KiB) for {preset.name}"
     )
@@ -100,6 +108,11 @@ def _cmd_compile(args) -> None:
         print(f"  output  {spec}")
     if metadata.quantization:
         _print_quantization_summary(metadata.quantization)
+    if metadata.tuning:
+        tuned, untuned = metadata.tuning["tuned"], metadata.tuning["untuned"]
+        print(f"  tuning        {len(tuned)} of {len(tuned) + len(untuned)} kernels from {metadata.tuning['log']}")
+        if untuned:
+            print(f"  untuned       {', '.join(untuned)}")
     if args.verify:
         _verify(args.output, model, preset, quantized=metadata.quantization is not None)
 
@@ -176,6 +189,72 @@ def _cmd_report(args) -> None:
     for row in error["layers"]:
         sqnr = "inf" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f}"
         print(f"  {row['layer']:<{width}}  {sqnr:>8}  {row['cosine']:>8.5f}")
+
+
+def _default_log_dir(preset) -> Path:
+    return Path("tuning_logs") / preset.name
+
+
+def _cmd_tune(args) -> None:
+    from tvmq.tune.tuner import tune_model
+
+    preset, model = _load_model(args)
+    log_dir = args.log or _default_log_dir(preset)
+    try:
+        result = tune_model(model, preset, log_dir, args.trials, args.time_budget, runner=_rpc_runner(args))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    print(
+        f"tuned {model.source.description} for {preset.name}: {result.trials} trials in {result.seconds / 60:.1f} min"
+    )
+    print(f"  ({result.trials_per_minute:.1f} trials/min), log {result.log_dir}")
+    width = max(len(task.name) for task in result.tasks)
+    print(f"  {'kernel':<{width}}  {'runs':>4}  {'best':>10}")
+    for task in result.tasks:
+        best = "untuned" if task.best_us is None else f"{task.best_us:.1f} us"
+        print(f"  {task.name:<{width}}  {task.weight:>4.0f}  {best:>10}")
+    estimate = result.estimated_latency_ms
+    print(f"  estimated latency {estimate:.3f} ms" if estimate is not None else "  some kernels have no record yet")
+
+
+def _rpc_runner(args):
+    if not args.rpc_tracker:
+        return None
+    from tvmq.tune.remote import rpc_runner
+
+    return rpc_runner(args.rpc_tracker, args.rpc_key)
+
+
+def _cmd_logs_show(args) -> None:
+    from tvmq.tune.log import summarize
+
+    if not args.log.is_dir():
+        raise UsageError(f"tuning log {args.log} does not exist")
+    summaries = summarize(args.log)
+    if not summaries:
+        print(f"{args.log}: no workloads")
+        return
+    width = max(len(s.blocks) for s in summaries)
+    print(f"  {'kernel blocks':<{width}}  {'records':>7}  {'best':>10}  target")
+    for summary in sorted(summaries, key=lambda s: s.blocks):
+        best = "-" if summary.best_us is None else f"{summary.best_us:.1f} us"
+        targets = "; ".join(_short_target(t) for t in summary.targets) or "-"
+        print(f"  {summary.blocks:<{width}}  {summary.records:>7}  {best:>10}  {targets}")
+
+
+def _short_target(key: str) -> str:
+    target = json.loads(key)
+    return " ".join(f"{k}={v}" for k, v in target.items() if k in ("kind", "mcpu", "mtriple", "arch", "num-cores"))
+
+
+def _cmd_logs_merge(args) -> None:
+    from tvmq.tune.log import merge
+
+    try:
+        count = merge(args.logs, args.output, top=args.top)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    print(f"wrote {args.output}: {count} records")
 
 
 def _read_inputs(items, package) -> dict:
@@ -257,21 +336,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the presets as JSON")
     p.set_defaults(func=_cmd_targets)
 
-    p = commands.add_parser("compile", parents=[targets_dir], help="compile a model into a deployable package")
-    p.add_argument("model", help="an ONNX (.onnx) or torch.export (.pt2) model file")
-    p.add_argument(
+    model_args = argparse.ArgumentParser(add_help=False, parents=[targets_dir])
+    model_args.add_argument("model", help="an ONNX (.onnx) or torch.export (.pt2) model file")
+    model_args.add_argument(
         "-t", "--target", required=True, help="a preset name (see `tvmq targets`), preset file or target JSON"
     )
-    p.add_argument("-o", "--output", required=True, type=Path, help="the package directory to write")
-    p.add_argument(
+    model_args.add_argument(
         "--input-shape",
         action="append",
         default=[],
         metavar="NAME=D0,D1,...",
         help="static shape of an input with dynamic dimensions (repeatable)",
     )
-    p.add_argument("--verify", action="store_true", help="compare with the original framework on random inputs")
-    q = p.add_argument_group("quantization")
+    q = model_args.add_argument_group("quantization")
     q.add_argument("--quantize", choices=["int8"], help="quantize to int8 (needs --calib)")
     q.add_argument(
         "--calib", metavar="DATA", help=".npz of arrays keyed by input name (first axis = samples), or a folder of them"
@@ -309,15 +386,40 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--keep-first-float", action="store_true", help="keep the first conv/matmul layer in float")
     q.add_argument("--keep-last-float", action="store_true", help="keep the last conv/matmul layer in float")
     q.add_argument(
-        "--simulate", action="store_true", help="fake-quant in float instead of integer operators (debugging)"
-    )
-    q.add_argument(
         "--calib-cache",
         default=str(CALIBRATION_CACHE),
         metavar="DIR",
         help="where calibration statistics are cached ('none' to disable)",
     )
+
+    p = commands.add_parser("compile", parents=[model_args], help="compile a model into a deployable package")
+    p.add_argument("-o", "--output", required=True, type=Path, help="the package directory to write")
+    p.add_argument("--verify", action="store_true", help="compare with the original framework on random inputs")
+    p.add_argument(
+        "--simulate", action="store_true", help="fake-quant in float instead of integer operators (debugging)"
+    )
+    p.add_argument("--tuning-log", type=Path, metavar="DIR", help="use the tuned kernels of this log (see tvmq tune)")
     p.set_defaults(func=_cmd_compile)
+
+    p = commands.add_parser("tune", parents=[model_args], help="autotune a model's kernels for a target")
+    p.add_argument("--trials", type=int, required=True, help="measurements in all (spread over the kernels)")
+    p.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop after this many minutes")
+    p.add_argument("--log", type=Path, metavar="DIR", help="tuning log to add to (default tuning_logs/TARGET)")
+    p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on boards registered with this RPC tracker")
+    p.add_argument("--rpc-key", help="the boards' key at the tracker")
+    p.set_defaults(func=_cmd_tune)
+
+    logs = commands.add_parser("logs", help="inspect and merge tuning logs").add_subparsers(
+        dest="logs_command", required=True, metavar="ACTION"
+    )
+    p = logs.add_parser("show", help="list a log's kernels, record counts, best latencies and targets")
+    p.add_argument("log", type=Path)
+    p.set_defaults(func=_cmd_logs_show)
+    p = logs.add_parser("merge", help="merge logs into a new one")
+    p.add_argument("logs", nargs="+", type=Path)
+    p.add_argument("-o", "--output", required=True, type=Path)
+    p.add_argument("--top", type=int, help="keep only the best N records per kernel and target")
+    p.set_defaults(func=_cmd_logs_merge)
 
     p = commands.add_parser("report", help="show a package's settings, sizes and quantization error")
     p.add_argument("package", type=Path)

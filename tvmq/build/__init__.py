@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import tvmq
-from tvmq.build.compile import build_executable, export_library
+from tvmq.build.compile import build_executable, build_tuned_executable, export_library
 from tvmq.build.package import write_package_atomically
 from tvmq.frontend import ImportedModel
 from tvmq.metadata import LIBRARY_FILE, LibraryInfo, PackageMetadata, file_sha256
@@ -46,18 +46,26 @@ def compile_model(
     target: TargetPreset | str | dict,
     output_dir: str | os.PathLike,
     simulate: bool = False,
+    tuning_log: str | os.PathLike | None = None,
 ) -> PackageMetadata:
     """Compile `model` for `target` (a preset, its name, or a TVM target dict) into a package
     directory at `output_dir`, replacing a previous package there only on success.
 
     A quantized model (from tvmq.quantize or a pre-quantized QDQ model) is realized into
-    integer operators, unless `simulate` keeps it as fake-quant float code for debugging."""
+    integer operators, unless `simulate` keeps it as fake-quant float code for debugging.
+    With `tuning_log` (a folder written by `tvmq tune` for this target), the tuned kernels
+    replace the default ones; kernels the log lacks keep default code."""
     preset = load_target(target)
     check_compiler(preset)
     quantized = has_qdq(model.mod)
     with step("realizing integer operators" if quantized and not simulate else "preparing the model"):
         mod = for_codegen(model.mod, simulate)
-    executable = build_executable(mod, preset)
+    tuning = None
+    if tuning_log is None:
+        executable = build_executable(mod, preset)
+    else:
+        executable, covered = build_tuned_executable(mod, preset, Path(tuning_log))
+        tuning = {"log": str(tuning_log), **covered.to_json()}
 
     def fill(staging: Path) -> dict:
         library = staging / LIBRARY_FILE
@@ -71,6 +79,7 @@ def compile_model(
             library=LibraryInfo(LIBRARY_FILE, file_sha256(library), library.stat().st_size),
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             quantization=_quantization_record(model, quantized, simulate),
+            tuning=tuning,
         )
         return metadata.to_json()
 

@@ -20,6 +20,26 @@ def build_executable(mod, preset: TargetPreset):
             raise BuildError(f"compiling for {preset.name} failed: {type(err).__name__}: {err}") from err
 
 
+def build_tuned_executable(mod, preset: TargetPreset, log_dir: Path, num_cores: int | None = None):
+    """Compile with the kernels a tuning log holds for this target (no tuning happens);
+    returns the executable and which kernels the log covered."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from tvmq.tune.log import TuningLog
+    from tvmq.tune.tasks import coverage, extract_tasks, tuning_target
+
+    if not Path(log_dir).is_dir():
+        raise BuildError(f"tuning log {log_dir} does not exist")
+    target = tuning_target(preset, num_cores)
+    database = TuningLog(log_dir, target)
+    covered = coverage(extract_tasks(mod, target), database, target)
+    with step(f"compiling for {preset.name} with tuned kernels ({covered.describe()})"):
+        try:
+            return ms.relax_integration.compile_relax(database, mod, target, params=None), covered
+        except Exception as err:
+            raise BuildError(f"compiling for {preset.name} failed: {type(err).__name__}: {err}") from err
+
+
 def export_library(executable, path: Path, preset: TargetPreset) -> None:
     """Write the executable as a shared library, linked by the preset's (cross) compiler."""
     import tvm.support.cc

@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,3 +182,85 @@ class TuningLog(ms.database.PyDatabase):
 
     def __len__(self) -> int:
         return len(self._memory)
+
+
+@dataclass(frozen=True)
+class WorkloadSummary:
+    """One tuned kernel of a log: what it computes, how often it was measured, its best time."""
+
+    hash: str
+    blocks: str  # the kernel's compute blocks, e.g. "conv2d_nchw+T_add+T_relu"
+    records: int
+    best_us: float | None
+    targets: tuple[str, ...]
+
+
+def _block_names(workload: ms.database.Workload) -> str:
+    """The kernel's compute blocks by name, read off its TVMScript."""
+    names = re.findall(r'T\.sblock\("([^"]+)"\)', workload.mod.script())
+    return "+".join(dict.fromkeys(name for name in names if name != "root")) or "?"
+
+
+def summarize(directory: str | os.PathLike) -> list[WorkloadSummary]:
+    """Every workload of a log folder with its record count, best latency and targets."""
+    directory = Path(directory)
+    blocks = {}
+    for line in read_lines(directory / WORKLOADS_FILE):
+        try:
+            blocks[line.data["hash"]] = _block_names(ms.database.Workload.from_json(line.data["workload"]))
+        except Exception:  # noqa: BLE001 - an unreadable workload is listed without its blocks
+            blocks[line.data.get("hash")] = "?"
+    records: dict[str, list[dict]] = {h: [] for h in blocks}
+    for line in read_lines(directory / RECORDS_FILE):
+        records.setdefault(line.data.get("hash"), []).append(line.data)
+    summaries = []
+    for workload_hash, lines in records.items():
+        latencies = [line["latency_us"] for line in lines if line.get("latency_us") is not None]
+        summaries.append(
+            WorkloadSummary(
+                hash=workload_hash,
+                blocks=blocks.get(workload_hash, "(workload missing)"),
+                records=len(lines),
+                best_us=min(latencies) if latencies else None,
+                targets=tuple(sorted({line.get("target", "?") for line in lines})),
+            )
+        )
+    return summaries
+
+
+def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top: int | None = None) -> int:
+    """Write the union of log folders to `destination` (replacing it whole, atomically): each
+    workload once, records without duplicates, with `top` only the best `top` records per
+    workload and target. Returns the number of records written."""
+    workloads, records, seen = {}, {}, set()
+    for source in sources:
+        source = Path(source)
+        if not source.is_dir():
+            raise FileNotFoundError(f"tuning log {source} does not exist")
+        for line in read_lines(source / WORKLOADS_FILE):
+            workloads.setdefault(line.data.get("hash"), line.data)
+        for line in read_lines(source / RECORDS_FILE):
+            text = json.dumps(line.data, sort_keys=True)
+            if text not in seen:
+                seen.add(text)
+                records.setdefault((line.data.get("hash"), line.data.get("target")), []).append(line.data)
+    kept = []
+    for group in records.values():
+        measured = sorted((r for r in group if r.get("latency_us") is not None), key=lambda r: r["latency_us"])
+        kept += measured[:top] if top else group
+    destination = Path(destination)
+    staging = destination.with_name(f".{destination.name}.merging")
+    staging.mkdir(parents=True, exist_ok=True)
+    for name, lines in ((WORKLOADS_FILE, workloads.values()), (RECORDS_FILE, kept)):
+        text = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
+        (staging / name).write_text(text)
+    if destination.exists():
+        retired = destination.with_name(f".{destination.name}.old")
+        os.rename(destination, retired)
+        os.rename(staging, destination)
+        for path in retired.iterdir():
+            path.unlink()
+        retired.rmdir()
+    else:
+        os.rename(staging, destination)
+    return len(kept)

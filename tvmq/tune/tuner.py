@@ -4,6 +4,8 @@ every measurement appended to the target's tuning log."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 import time
@@ -18,6 +20,7 @@ from tvmq.progress import log, step
 from tvmq.quantize import for_codegen
 from tvmq.target import TargetPreset, available_cores, load_target
 from tvmq.tune.builder import local_builder
+from tvmq.tune.intrinsics import import_tensor_intrinsics
 from tvmq.tune.log import TuningLog, mean_latency_us
 from tvmq.tune.tasks import extract_tasks, tuning_target
 
@@ -85,6 +88,24 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
                     task_scheduler.terminate_task(index)
 
 
+@contextlib.contextmanager
+def _quiet_meta_schedule():
+    """MetaSchedule's own logging, for the duration of a run: its per-task tables kept off the
+    console (tvmq reports progress itself), and handlers without a name (pytest's, a user's)
+    set aside, since MetaSchedule's logging setup fails on them."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    level, unnamed = logger.level, [h for h in logger.handlers if h.get_name() is None]
+    logger.setLevel(logging.WARNING)
+    for handler in unnamed:
+        logger.removeHandler(handler)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        for handler in unnamed:
+            logger.addHandler(handler)
+
+
 def tune_model(
     model: ImportedModel,
     target: TargetPreset | str | dict,
@@ -108,7 +129,8 @@ def tune_model(
     start = time.monotonic()
     deadline = start + 60 * time_budget_minutes if time_budget_minutes else None
     progress = _Progress([t.task_name for t in tasks], [float(t.weight) for t in tasks], trials, deadline)
-    with tempfile.TemporaryDirectory(prefix="tvmq-tune-") as work_dir:
+    import_tensor_intrinsics()
+    with tempfile.TemporaryDirectory(prefix="tvmq-tune-") as work_dir, _quiet_meta_schedule():
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             tasks, work_dir, num_threads=available_cores(), seed=seed
         )
@@ -117,8 +139,9 @@ def tune_model(
             task_weights=weights,
             work_dir=work_dir,
             max_trials_global=trials,
-            num_trials_per_iter=min(64, trials),
-            builder=local_builder(max_workers=available_cores()),
+            # Small enough that every kernel gets a first batch before the budget runs out.
+            num_trials_per_iter=max(1, min(64, trials // len(tasks))),
+            builder=local_builder(max_workers=available_cores(), compiler=preset.compiler),
             runner=runner or ms.runner.LocalRunner(),
             database=database,
             cost_model=ms.cost_model.XGBModel(),

@@ -1,0 +1,150 @@
+"""Autotuning: small runs of the real MetaSchedule search on a tiny model (seconds, not hours);
+the logs they leave; compiling with a log; a run killed mid-way; measuring over RPC."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import onnx
+import onnx_models
+import pytest
+import tvm
+from conftest import assert_matches_reference
+from tvm import relax
+
+import tvmq
+from tvmq.target import load_target
+from tvmq.tune.log import RECORDS_FILE, TuningLog
+from tvmq.tune.tasks import tuning_target
+from tvmq.tune.tuner import tune_model
+
+KERNELS = {"softmax", "fused_matmul_add_relu", "fused_matmul1_add1"}  # the MLP's three kernels
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return tvmq.load_model(onnx_models.mlp())
+
+
+@pytest.fixture(scope="module")
+def tuned_log(tmp_path_factory, mlp):
+    log_dir = tmp_path_factory.mktemp("tune") / "host"
+    result = tune_model(mlp, "host", log_dir, trials=6)
+    return log_dir, result
+
+
+def _scheduled_kernels(model, log_dir):
+    """Kernels whose code comes from the log, read off the IR the compiler builds."""
+    target = tuning_target(load_target("host"))
+    passes = [
+        *relax.pipeline.library_dispatch_passes(target),
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+    ]
+    with target, TuningLog(log_dir, target), tvm.transform.PassContext(opt_level=3):
+        applied = relax.transform.MetaScheduleApplyDatabase()(tvm.ir.transform.Sequential(passes)(model.mod))
+    return {
+        gv.name_hint
+        for gv, func in applied.functions.items()
+        if isinstance(func, tvm.tirx.PrimFunc) and func.attrs and func.attrs.get("tirx.is_scheduled", False)
+    }
+
+
+def test_tuning_measures_the_model_kernels_into_the_log(tuned_log):
+    log_dir, result = tuned_log
+    assert {task.name for task in result.tasks} == KERNELS
+    assert result.trials >= 6 and result.trials_per_minute > 0
+    lines = [json.loads(line) for line in (log_dir / RECORDS_FILE).read_text().splitlines()]
+    assert len(lines) == result.trials
+    assert sum(line["latency_us"] is not None for line in lines) >= 3
+
+
+def test_compiling_with_the_log_uses_the_tuned_kernels_and_reports_coverage(tmp_path, mlp, tuned_log):
+    log_dir, result = tuned_log
+    tuned = {task.name for task in result.tasks if task.best_us is not None}
+    metadata = tvmq.compile_model(mlp, "host", tmp_path / "pkg", tuning_log=log_dir)
+    assert set(metadata.tuning["tuned"]) == tuned
+    assert set(metadata.tuning["untuned"]) == KERNELS - tuned
+    assert _scheduled_kernels(mlp, log_dir) == tuned
+    assert_matches_reference(mlp, tvmq.load_package(tmp_path / "pkg"))
+
+
+def test_a_log_tuned_for_another_cpu_covers_nothing(tmp_path, mlp, tuned_log):
+    log_dir, _ = tuned_log
+    metadata = tvmq.compile_model(mlp, "x86-avx2", tmp_path / "pkg", tuning_log=log_dir)
+    assert metadata.tuning["tuned"] == [] and set(metadata.tuning["untuned"]) == KERNELS
+
+
+def test_a_killed_run_leaves_a_log_the_next_run_resumes(tmp_path, mlp):
+    model_path = tmp_path / "mlp.onnx"
+    onnx.save(onnx_models.mlp(), model_path)
+    log_dir = tmp_path / "log"
+    command = [
+        sys.executable,
+        "-m",
+        "tvmq.cli",
+        "tune",
+        str(model_path),
+        "-t",
+        "host",
+        "--trials",
+        "200",
+        "--log",
+        str(log_dir),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = log_dir / RECORDS_FILE
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and (not records.exists() or not records.read_text().count("\n")):
+        time.sleep(0.5)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = TuningLog(log_dir, tuning_target(load_target("host"))).get_all_tuning_records()
+    assert before, "the killed run measured nothing in 4 minutes"
+    tune_model(mlp, "host", log_dir, trials=3)
+    after = TuningLog(log_dir, tuning_target(load_target("host"))).get_all_tuning_records()
+    assert len(after) >= len(before) + 3
+
+
+def test_candidates_are_measured_over_rpc_on_loopback(tmp_path, mlp):
+    from tvm import rpc
+    from tvm.rpc.tracker import Tracker
+
+    from tvmq.tune.remote import rpc_runner
+
+    tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
+    server = rpc.Server(
+        host="127.0.0.1", port=9300, port_end=9400, tracker_addr=("127.0.0.1", tracker.port), key="test-board"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            summary = rpc.connect_tracker("127.0.0.1", tracker.port).summary()
+            if "test-board" in json.dumps(summary):  # the server has registered its key
+                break
+            time.sleep(0.5)
+        result = tune_model(
+            mlp, "host", tmp_path / "log", trials=3, runner=rpc_runner(f"127.0.0.1:{tracker.port}", "test-board")
+        )
+    finally:
+        server.terminate()
+        tracker.terminate()
+    assert any(task.best_us is not None for task in result.tasks)
+
+
+def test_logs_show_and_merge_from_the_command_line(cli, tmp_path, tuned_log):
+    log_dir, _ = tuned_log
+    shown = cli("logs", "show", log_dir)
+    assert shown.code == 0 and "matmul" in shown.out and "kind=llvm" in shown.out
+    merged = cli("logs", "merge", log_dir, log_dir, "-o", tmp_path / "merged", "--top", "1")
+    assert merged.code == 0
+    lines = (tmp_path / "merged" / RECORDS_FILE).read_text().splitlines()
+    hashes = [json.loads(line)["hash"] for line in lines]
+    assert len(hashes) == len(set(hashes))  # duplicates dropped, one best record per kernel
+    missing = cli("compile", "x.onnx", "-t", "host", "-o", tmp_path / "o", "--tuning-log", tmp_path / "nolog")
+    assert missing.code != 0
