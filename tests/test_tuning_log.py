@@ -52,6 +52,15 @@ def test_records_of_another_target_are_never_applied(tmp_path):
     assert mine.get_all_tuning_records() == [] and mine.skipped_other_targets == 1
 
 
+def test_records_apply_on_a_machine_with_another_core_count(tmp_path):
+    """Same instruction set, more cores: the schedules still apply (their parallel loops use
+    whatever cores run them), so a log tuned on 2 cores serves an 8-core machine."""
+    log = TuningLog(tmp_path, HOST)
+    log.commit_tuning_record(_record(log, 1e-4))
+    eight_cores = TuningLog(tmp_path, tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 8}))
+    assert len(eight_cores.get_all_tuning_records()) == 1 and eight_cores.skipped_other_targets == 0
+
+
 def test_truncated_and_corrupt_lines_are_skipped_with_a_warning(tmp_path, caplog):
     log = TuningLog(tmp_path, HOST)
     for seconds in (1e-4, 2e-4):

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import tvmq
 from tvmq.build.compile import build_executable, build_tuned_executable, export_library
+from tvmq.build.lower import codegen_module
 from tvmq.build.package import write_package_atomically
 from tvmq.frontend import ImportedModel
 from tvmq.metadata import LIBRARY_FILE, LibraryInfo, PackageMetadata, file_sha256
 from tvmq.progress import step
-from tvmq.quantize import for_codegen, has_qdq
+from tvmq.quantize import has_qdq
 from tvmq.target import TargetPreset, check_compiler, load_target
 
 __all__ = ["compile_model"]
@@ -59,7 +60,7 @@ def compile_model(
     check_compiler(preset)
     quantized = has_qdq(model.mod)
     with step("realizing integer operators" if quantized and not simulate else "preparing the model"):
-        mod = for_codegen(model.mod, simulate)
+        mod = codegen_module(model.mod, preset, simulate)
     tuning = None
     if tuning_log is None:
         executable = build_executable(mod, preset)

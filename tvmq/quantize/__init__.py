@@ -127,9 +127,8 @@ def _weight_bytes(plan: QuantPlan) -> dict:
 
 
 def for_codegen(mod: tvm.IRModule, simulate: bool = False) -> tvm.IRModule:
-    """The module that code is generated from: a quantized model realized into integer
-    operators (unless simulating), a float model as it is. Tuning and building both start here,
-    so that the kernels tuned are the kernels built."""
+    """A quantized model realized into integer operators (unless simulating), a float model as
+    it is: the first step of tvmq.build.lower.codegen_module."""
     return realize(mod) if has_qdq(mod) and not simulate else mod
 
 

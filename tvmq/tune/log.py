@@ -5,8 +5,9 @@
 
 Lines are appended under an exclusive lock (two processes can tune into one log), each with a
 single write; a line cut short by a killed process, or garbled by hand, is skipped with a
-warning and the log stays usable. Records carry the exact target they were measured on and
-only records of the log's target are loaded (MetaSchedule's own lookup ignores the target).
+warning and the log stays usable. Records carry the target they were measured on and only
+records of the log's target (core count aside) are loaded (MetaSchedule's own lookup ignores
+the target).
 """
 
 from __future__ import annotations
@@ -33,8 +34,13 @@ LOCK_FILE = ".lock"
 
 
 def target_key(target: tvm.target.Target) -> str:
-    """The canonical text of a target (its JSON, keys sorted): what records are matched on."""
-    return json.dumps(json.loads(str(target)), sort_keys=True)
+    """The canonical text of a target (its JSON, keys sorted) that records are matched on.
+    The core count is left out: a tuned kernel's parallel loops split over however many cores
+    run it, so a log tuned on two cores still serves a machine with eight; what must match is
+    the instruction set."""
+    fields = json.loads(str(target))
+    fields.pop("num-cores", None)
+    return json.dumps(fields, sort_keys=True)
 
 
 @dataclass(frozen=True)

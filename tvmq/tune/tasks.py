@@ -12,8 +12,8 @@ from tvmq.target import TargetPreset, available_cores
 
 
 def tuning_target(preset: TargetPreset, num_cores: int | None = None) -> tvm.target.Target:
-    """The preset's target with the core count MetaSchedule schedules for. Tuning and compiling
-    with a log must use the same one: records are matched on the exact target."""
+    """The preset's target with the core count MetaSchedule schedules for (this machine's,
+    unless given). Records are matched on the rest of the target (see log.target_key)."""
     target = dict(preset.target)
     if preset.kind == "llvm":
         target["num-cores"] = int(num_cores or target.get("num-cores") or available_cores())

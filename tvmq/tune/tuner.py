@@ -15,9 +15,9 @@ from pathlib import Path
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
+from tvmq.build.lower import codegen_module
 from tvmq.frontend.imported import ImportedModel
 from tvmq.progress import log, step
-from tvmq.quantize import for_codegen
 from tvmq.target import TargetPreset, available_cores, load_target
 from tvmq.tune.builder import local_builder
 from tvmq.tune.intrinsics import import_tensor_intrinsics
@@ -124,7 +124,7 @@ def tune_model(
     preset = load_target(target)
     target = tuning_target(preset, num_cores)
     with step("extracting the kernels to tune"):
-        tasks = extract_tasks(for_codegen(model.mod), target)
+        tasks = extract_tasks(codegen_module(model.mod, preset), target)
     database = TuningLog(log_dir, target)
     start = time.monotonic()
     deadline = start + 60 * time_budget_minutes if time_budget_minutes else None

@@ -1,0 +1,187 @@
+"""What tuning buys: untuned vs tuned tvmq against onnxruntime, and whether the shipped logs
+reproduce the tuned speed with no tuning.
+
+For each model and precision (see bench_models.py), in one run on this machine:
+
+    onnxruntime fp32        the reference the tuning bar is set against
+    tvmq untuned            TVM's default code (--untuned; seconds per run on big models)
+    tvmq shipped log        compiled with tuning_logs/<target>
+    tvmq full log           compiled with the full tuning log the shipped one was pruned from
+                            (scripts/tune_shipped_logs.py --work), where it exists
+
+Latencies are medians over --rounds rounds (systems interleaved within a round, so drift hits
+all alike) at 1 and 2 threads; the spread is the range of the round medians. Also reported:
+compile time with and without a log, the log's kernel coverage, the ratio to onnxruntime fp32
+(the bar: tuned fp32 within 1.2x) and shipped/full (the bar: within 10%).
+
+    python scripts/bench_tune.py --models resnet18 efficientnet-lite0 [--precisions fp32 int8]
+                                 [--untuned] [--rounds 4] [--output FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import bench_models
+import numpy as np
+import onnxruntime as ort
+from tune_shipped_logs import CALIBRATION_SAMPLES, cpu_name
+
+from tvmq.build import compile_model
+from tvmq.frontend import load_model
+from tvmq.quantize import QConfig, quantize_model
+from tvmq.runtime import load_package
+
+ONNXRUNTIME_BAR, REUSE_BAR, COMPILE_BAR = 1.2, 1.10, 2.0
+
+
+def onnxruntime_timer(path: Path, inputs: dict[str, np.ndarray], threads: int, runs: int) -> Callable[[], float]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session.run(None, inputs)
+
+    def median_ms() -> float:
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            session.run(None, inputs)
+            times.append(1e3 * (time.perf_counter() - start))
+        return statistics.median(times)
+
+    return median_ms
+
+
+def package_timer(package_dir: Path, inputs: dict[str, np.ndarray], threads: int, runs: int) -> Callable[[], float]:
+    package = load_package(package_dir)
+    return lambda: package.benchmark(inputs, repeat=runs, threads=threads, min_repeat_ms=0).median_ms
+
+
+def timed_compile(model, target: str, output: Path, tuning_log: Path | None) -> tuple[Path, float, dict | None]:
+    start = time.perf_counter()
+    metadata = compile_model(model, target, output, tuning_log=tuning_log)
+    return output, time.perf_counter() - start, metadata.tuning
+
+
+def bench_model(name: str, precision: str, args: argparse.Namespace, workdir: Path) -> dict:
+    path, inputs = bench_models.export(name, workdir / "models")
+    model = load_model(path, input_shapes={key: value.shape for key, value in inputs.items()})
+    if precision == "int8":
+        model = quantize_model(model, bench_models.calibration(name, inputs, CALIBRATION_SAMPLES), QConfig())
+    key = f"{name}-{precision}"
+    logs = {"shipped log": args.logs / args.target, "full log": args.work / args.target / key}
+    packages, compiles = {}, {}
+    if args.untuned:
+        packages["untuned"], compiles["untuned"], _ = timed_compile(
+            model, args.target, workdir / f"{key}-untuned", None
+        )
+    for system, log in logs.items():
+        if log.is_dir():
+            out = workdir / f"{key}-{system.split()[0]}"
+            packages[system], seconds, tuning = timed_compile(model, args.target, out, log)
+            compiles[system] = seconds
+            compiles[f"{system} coverage"] = f"{len(tuning['tuned'])}/{len(tuning['tuned']) + len(tuning['untuned'])}"
+    outputs = {system: load_package(p).run(inputs) for system, p in packages.items()}
+    reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, inputs)[0]
+    max_diff = {system: float(np.abs(next(iter(o.values())) - reference).max()) for system, o in outputs.items()}
+
+    latencies: dict[str, dict[int, list[float]]] = {}
+    for threads in args.threads:
+        timers = {"onnxruntime fp32": onnxruntime_timer(path, inputs, threads, args.runs)}
+        for system, package_dir in packages.items():
+            runs = 3 if system == "untuned" else args.runs
+            timers[f"tvmq {system}"] = package_timer(package_dir, inputs, threads, runs)
+        for _ in range(args.rounds):
+            for system, timer in timers.items():
+                latencies.setdefault(system, {}).setdefault(threads, []).append(timer())
+    summary = {
+        system: {
+            str(threads): {"median_ms": statistics.median(rounds), "min_ms": min(rounds), "max_ms": max(rounds)}
+            for threads, rounds in by_threads.items()
+        }
+        for system, by_threads in latencies.items()
+    }
+    ratios = {}
+    for threads in map(str, args.threads):
+        ort_ms = summary["onnxruntime fp32"][threads]["median_ms"]
+        for system in summary:
+            if system.startswith("tvmq"):
+                ratios[f"{system} / onnxruntime fp32, {threads} threads"] = (
+                    summary[system][threads]["median_ms"] / ort_ms
+                )
+        if "tvmq shipped log" in summary and "tvmq full log" in summary:
+            ratios[f"shipped / full log, {threads} threads"] = (
+                summary["tvmq shipped log"][threads]["median_ms"] / summary["tvmq full log"][threads]["median_ms"]
+            )
+    if "untuned" in compiles and "shipped log" in compiles:
+        ratios["compile with shipped log / untuned compile"] = compiles["shipped log"] / compiles["untuned"]
+    costs_file = logs["shipped log"] / "tuning.json"
+    return {
+        "model": name,
+        "precision": precision,
+        "latency": summary,
+        "ratios": ratios,
+        "compile_seconds": compiles,
+        "max_abs_diff_vs_onnxruntime": max_diff,
+        "tuning": json.loads(costs_file.read_text()).get(key) if costs_file.exists() else None,
+    }
+
+
+def markdown(results: list[dict], threads: list[int]) -> str:
+    head = "| model | system | " + " | ".join(f"{t} thread{'s' * (t > 1)} ms (range)" for t in threads) + " | vs ort |"
+    lines = [head, "|" + "---|" * (3 + len(threads))]
+    for result in results:
+        ort_ms = result["latency"]["onnxruntime fp32"][str(threads[-1])]["median_ms"]
+        for system, by_threads in result["latency"].items():
+            cells = [
+                f"{v['median_ms']:.2f} ({v['min_ms']:.2f}-{v['max_ms']:.2f})"
+                for v in (by_threads[str(t)] for t in threads)
+            ]
+            ratio = by_threads[str(threads[-1])]["median_ms"] / ort_ms
+            label = f"{result['model']} {result['precision']}"
+            lines.append(f"| {label} | {system} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=bench_models.MODELS, default=["resnet18", "efficientnet-lite0"])
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "int8"), default=["fp32"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=20, help="runs per round and system")
+    parser.add_argument("--untuned", action="store_true", help="also time TVM's untuned code (slow)")
+    parser.add_argument("--target", default="x86-avx2")
+    parser.add_argument("--logs", type=Path, default=Path("tuning_logs"))
+    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "tvmq" / "tuning")
+    parser.add_argument("--output", type=Path, help="JSON results (default benchmarks/results/<date>-tuning.json)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="tvmq-bench-tune-") as workdir:
+        for name in args.models:
+            for precision in args.precisions:
+                results.append(bench_model(name, precision, args, Path(workdir)))
+                print(json.dumps(results[-1]["ratios"], indent=2))
+    table = markdown(results, args.threads)
+    print(table)
+    output = args.output or Path("benchmarks/results") / f"{datetime.date.today().isoformat()}-tuning.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    machine = {"host": platform.node(), "cpu": cpu_name(), "target": args.target}
+    output.write_text(json.dumps({"machine": machine, "results": results, "table": table}, indent=2) + "\n")
+    print(f"written {output}")
+
+
+if __name__ == "__main__":
+    main()

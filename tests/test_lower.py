@@ -1,0 +1,112 @@
+"""What code is generated from: channels-last convolutions on CPUs, and integer kernels that do
+not depend on calibration (so one tuning log serves every calibration of a model)."""
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.script import ir as I
+from tvm.script import relax as R
+
+from tvmq.build.lower import calibration_constants_as_parameters, clip_as_min_max, codegen_module
+from tvmq.frontend import load_model
+from tvmq.quantize import QConfig, for_codegen, quantize_model
+from tvmq.resources import examples_dir
+from tvmq.target import load_target
+from tvmq.tune.tasks import extract_tasks, tuning_target
+
+EXAMPLE = examples_dir() / "fashion_mnist"
+
+
+def test_clip_becomes_a_maximum_and_a_minimum_of_the_same_type():
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 4), "int64")):
+            with R.dataflow():
+                y = R.clip(x, 0, 255)
+                R.output(y)
+            return y
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(x: R.Tensor((1, 4), "int64")):
+            with R.dataflow():
+                low = R.maximum(x, R.const(0, "int64"))
+                y = R.minimum(low, R.const(255, "int64"))
+                R.output(y)
+            return y
+
+    tvm.ir.assert_structural_equal(relax.transform.Normalize()(clip_as_min_max(Before)), Expected)
+
+
+def test_integer_scalars_become_one_element_tensors_of_the_operand_rank_and_floats_stay():
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 2, 2, 3), "int64"), f: R.Tensor((1, 3), "float32")):
+            with R.dataflow():
+                y = R.right_shift(x, R.const(38, "int64"))
+                g = R.multiply(f, R.const(0.5, "float32"))
+                R.output(y, g)
+            return (y, g)
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(x: R.Tensor((1, 2, 2, 3), "int64"), f: R.Tensor((1, 3), "float32")):
+            with R.dataflow():
+                y = R.right_shift(x, R.const(np.full((1, 1, 1, 1), 38), "int64"))
+                g = R.multiply(f, R.const(0.5, "float32"))
+                R.output(y, g)
+            return (y, g)
+
+    tvm.ir.assert_structural_equal(relax.transform.Normalize()(calibration_constants_as_parameters(Before)), Expected)
+
+
+def _example(calibration_images: int | None = None, brightness: float = 1.0):
+    """The bundled CNN, float or calibrated on (dimmed) bundled images."""
+    model = load_model(EXAMPLE / "model.onnx", input_shapes={"image": (1, 1, 28, 28)})
+    if calibration_images is None:
+        return model
+    images = np.load(EXAMPLE / "calibration.npz")["image"][:calibration_images]
+    return quantize_model(model, {"image": images * brightness}, QConfig())
+
+
+def _run(mod: tvm.IRModule, images: np.ndarray) -> np.ndarray:
+    vm = relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
+    return np.concatenate([vm["main"](tvm.runtime.tensor(image[None])).numpy() for image in images])
+
+
+def test_cpu_code_is_channels_last_and_computes_the_same_numbers():
+    """The layout change only moves data: int8 results are bit-identical, fp32 equal up to
+    summation order. The input is transposed once and convolutions read NHWC."""
+    images = np.load(EXAMPLE / "test.npz")["image"][:8]
+    host = load_target("host")
+    for model, exact in ((_example(), False), (_example(calibration_images=64), True)):
+        lowered = codegen_module(model.mod, host)
+        assert 'data_layout="NHWC"' in lowered.script() and 'data_layout="NCHW"' not in lowered.script()
+        reference, channels_last = _run(for_codegen(model.mod), images), _run(lowered, images)
+        if exact:
+            np.testing.assert_array_equal(channels_last, reference)
+        else:
+            np.testing.assert_allclose(channels_last, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_gpu_code_keeps_the_model_layout():
+    lowered = codegen_module(_example().mod, load_target("cuda-sm80"))
+    assert 'data_layout="NCHW"' in lowered.script()
+
+
+def test_two_calibrations_of_a_model_give_the_same_kernels_to_tune():
+    """Calibrated on images a quarter as bright, every scale, requantization shift and input
+    quantization step differs; they are kernel parameters, not literals, so the kernels (what
+    tuning logs are keyed by) are the same and one log serves both."""
+    preset = load_target("x86-avx2")
+    target = tuning_target(preset, num_cores=2)
+
+    def kernels(model) -> set[str]:
+        return {task.dispatched[0].script() for task in extract_tasks(codegen_module(model.mod, preset), target)}
+
+    bright, dim = _example(calibration_images=64), _example(calibration_images=64, brightness=0.25)
+    assert kernels(bright) == kernels(dim)
