@@ -135,60 +135,38 @@ def _verify(package_dir, model, preset, quantized: bool) -> None:
 
 
 def _print_quantization_summary(record: dict) -> None:
+    from tvmq.report import format_error
+
     error = record.get("error")
     if not error:
         print(f"  quantization  {record['mode']} ({record.get('source', 'tvmq')})")
         return
-    outputs = ", ".join(_format_error(o) for o in error["outputs"])
+    outputs = ", ".join(format_error(o) for o in error["outputs"])
     worst = error["layers"][0] if error["layers"] else None
     print(f"  quantization  {record['mode']}, {len(record['layers'])} layers; output {outputs}")
     if worst:
-        print(f"  worst layer   {worst['layer']}: {_format_error(worst)} (tvmq report for all)")
-
-
-def _format_error(row: dict) -> str:
-    sqnr = "inf" if row.get("sqnr_db") is None else f"{row['sqnr_db']:.1f}"
-    text = f"SQNR {sqnr} dB, cosine {row['cosine']:.5f}"
-    if "top1_agreement" in row:
-        text += f", top-1 agreement {100 * row['top1_agreement']:.1f}%"
-    return text
+        print(f"  worst layer   {worst['layer']}: {format_error(worst)} (tvmq report for all)")
 
 
 def _cmd_report(args) -> None:
-    from tvmq.metadata import read_metadata
+    from tvmq.report import build_report, check_chart_dependency, format_report, write_chart, write_json
 
-    metadata = read_metadata(args.package)
-    print(f"package   {args.package}")
-    print(f"model     {metadata.model['source']}")
-    print(f"target    {metadata.target['name']}")
-    print(f"library   {metadata.library.file}, {metadata.library.size_bytes / 1024:.0f} KiB")
-    record = metadata.quantization
-    if record is None:
-        print("quantization  none (float model)")
-        return
-    print(f"quantization  {record['mode']}")
-    if "config" not in record:
-        print(f"  {record.get('source', '')}")
-        return
-    config = record["config"]
-    settings = ", ".join(f"{k}={v}" for k, v in config.items() if v not in (None, [], False))
-    print(f"  settings      {settings}")
-    print(f"  calibration   {record['calibration']['samples']} samples from {record['calibration']['source']}")
-    weights = record["weights"]
-    print(
-        f"  weights       {weights['float32'] / 1024:.0f} KiB float32 -> {weights['quantized'] / 1024:.0f} KiB stored"
+    if args.chart:
+        check_chart_dependency()  # before minutes of measuring, not after
+    report = build_report(
+        args.package,
+        baseline_dir=args.baseline_dir,
+        inputs=args.inputs,
+        random_sets=args.random_inputs,
+        repeat=args.repeat,
+        threads=args.threads,
+        stored_latency=args.bench_json,
     )
-    kept = ", ".join(f"{op} x{n}" for op, n in sorted(record["float_ops"].items())) or "none"
-    print(f"  float ops     {kept}")
-    error = record["error"]
-    for index, row in enumerate(error["outputs"]):
-        print(f"  output {index}      {_format_error(row)} on {error['samples']} calibration samples")
-    print("\n  per layer, worst first (error accumulated up to each layer's output)")
-    width = max(len(row["layer"]) for row in error["layers"])
-    print(f"  {'layer':<{width}}  {'SQNR dB':>8}  {'cosine':>8}")
-    for row in error["layers"]:
-        sqnr = "inf" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f}"
-        print(f"  {row['layer']:<{width}}  {sqnr:>8}  {row['cosine']:>8.5f}")
+    print(format_report(report))
+    for path, write in ((args.json, write_json), (args.chart, write_chart)):
+        if path:
+            write(report, path)
+            log.info("wrote %s", path)
 
 
 def _default_log_dir(preset) -> Path:
@@ -421,8 +399,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, help="keep only the best N records per kernel and target")
     p.set_defaults(func=_cmd_logs_merge)
 
-    p = commands.add_parser("report", help="show a package's settings, sizes and quantization error")
+    p = commands.add_parser(
+        "report", help="a package's latency, size, quantization error and agreement with a baseline package"
+    )
     p.add_argument("package", type=Path)
+    p.add_argument("--baseline-dir", type=Path, metavar="DIR", help="compare with this package (e.g. the fp32 build)")
+    p.add_argument(
+        "--inputs",
+        type=Path,
+        metavar="DATA.npz",
+        help="compare on these samples (keyed by input name; 'label' optional)",
+    )
+    p.add_argument("--random-inputs", type=int, metavar="N", help="compare on N random input sets (default 8)")
+    p.add_argument("--repeat", type=int, default=10, help="latency measurements per package (default 10)")
+    p.add_argument("--threads", type=int, help="CPU threads for the latency (default: all available)")
+    p.add_argument("--bench-json", type=Path, metavar="FILE", help="the package's latency from `tvmq bench --json`")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--chart", type=Path, metavar="FILE.png", help="also draw it as a PNG (needs matplotlib)")
     p.set_defaults(func=_cmd_report)
 
     p = commands.add_parser("run", help="run a package on inputs from .npy files")
