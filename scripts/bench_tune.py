@@ -26,49 +26,19 @@ import json
 import platform
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import bench_models
 import numpy as np
 import onnxruntime as ort
+from bench_timing import onnxruntime_timer, package_timer, timed_compile
 from tune_shipped_logs import CALIBRATION_SAMPLES, cpu_name
 
-from tvmq.build import compile_model
 from tvmq.frontend import load_model
 from tvmq.quantize import QConfig, quantize_model
 from tvmq.runtime import load_package
 
 ONNXRUNTIME_BAR, REUSE_BAR, COMPILE_BAR = 1.2, 1.10, 2.0
-
-
-def onnxruntime_timer(path: Path, inputs: dict[str, np.ndarray], threads: int, runs: int) -> Callable[[], float]:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    session.run(None, inputs)
-
-    def median_ms() -> float:
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            session.run(None, inputs)
-            times.append(1e3 * (time.perf_counter() - start))
-        return statistics.median(times)
-
-    return median_ms
-
-
-def package_timer(package_dir: Path, inputs: dict[str, np.ndarray], threads: int, runs: int) -> Callable[[], float]:
-    package = load_package(package_dir)
-    return lambda: package.benchmark(inputs, repeat=runs, threads=threads, min_repeat_ms=0).median_ms
-
-
-def timed_compile(model, target: str, output: Path, tuning_log: Path | None) -> tuple[Path, float, dict | None]:
-    start = time.perf_counter()
-    metadata = compile_model(model, target, output, tuning_log=tuning_log)
-    return output, time.perf_counter() - start, metadata.tuning
 
 
 def bench_model(name: str, precision: str, args: argparse.Namespace, workdir: Path) -> dict:

