@@ -43,7 +43,7 @@ class TargetPreset:
         """The CPU architecture the library's host code is built for (x86_64, aarch64, ...)."""
         host = self.target.get("host", self.target) if self.kind != "llvm" else self.target
         triple = host.get("mtriple") if isinstance(host, Mapping) else None
-        return triple.split("-")[0] if triple else _this_machine()
+        return triple.split("-")[0] if triple else this_machine()
 
     def tvm_target(self):
         import tvm
@@ -52,8 +52,8 @@ class TargetPreset:
 
     def cannot_run_here(self) -> str | None:
         """Why a build for this target cannot run on this machine, or None if it can."""
-        if self.arch != _this_machine():
-            return f"target {self.name} is {self.arch}; this machine is {_this_machine()}"
+        if self.arch != this_machine():
+            return f"target {self.name} is {self.arch}; this machine is {this_machine()}"
         if self.kind == "cuda":
             import tvm
 
@@ -88,7 +88,7 @@ class TargetPreset:
         )
 
 
-def _this_machine() -> str:
+def this_machine() -> str:
     machine = platform.machine().lower()
     return _MACHINE_ALIASES.get(machine, machine)
 

@@ -2,7 +2,9 @@
 
 A package is a directory holding the shared library (`model.so`, cross-compiled for ARM
 targets) and `metadata.json`: the signature, the target, tool versions, the quantization and
-tuning settings used, and the library's sha256, which the runtime checks before loading.
+tuning settings used, and the library's sha256, which the runtime checks before loading. CPU
+packages also carry `runner/`, the C++ runner's source and build recipe for running the model
+where there is no Python (an ARM board).
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ import tvmq
 from tvmq.build.compile import build_executable, build_tuned_executable, export_library
 from tvmq.build.lower import codegen_module
 from tvmq.build.package import write_package_atomically
+from tvmq.build.precision import is_fp16
 from tvmq.frontend import ImportedModel
 from tvmq.metadata import LIBRARY_FILE, LibraryInfo, PackageMetadata, file_sha256
 from tvmq.progress import step
 from tvmq.quantize import has_qdq
+from tvmq.runtime.cpp_runner import copy_runner_source
 from tvmq.target import TargetPreset, check_compiler, load_target
 
 __all__ = ["compile_model"]
+
+RUNNER_DIR = "runner"  # the C++ runner's source and build recipe, in CPU packages
 
 
 def tool_versions() -> dict:
@@ -35,6 +41,8 @@ def tool_versions() -> dict:
 
 def _quantization_record(model: ImportedModel, quantized: bool, simulate: bool) -> dict | None:
     """What the package records of its quantization (None for a float model)."""
+    if is_fp16(model.quantization):
+        return dict(model.quantization)
     if not quantized:
         return None
     record = dict(model.quantization or {"source": "pre-quantized (QDQ) model"})
@@ -71,6 +79,8 @@ def compile_model(
     def fill(staging: Path) -> dict:
         library = staging / LIBRARY_FILE
         export_library(executable, library, preset)
+        if preset.kind == "llvm":  # CPU packages run without Python too
+            copy_runner_source(staging / RUNNER_DIR)
         metadata = PackageMetadata(
             inputs=model.inputs,
             outputs=model.outputs,

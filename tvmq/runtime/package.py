@@ -63,15 +63,12 @@ def flatten_outputs(result) -> list[np.ndarray]:
     return [leaf for item in result for leaf in flatten_outputs(item)]
 
 
-def _load_verified_library(path: Path, metadata: PackageMetadata):
-    """Load exactly the library bytes whose sha256 matches the metadata.
+def read_verified_library(path: Path, metadata: PackageMetadata) -> bytes:
+    """The library's bytes, after checking that their sha256 matches the metadata.
 
-    The bytes are checked, then loaded from a private copy: nothing can swap the file between
-    check and load, and the dynamic loader cannot hand back an earlier library that was loaded
-    from the same path before the package was rebuilt.
+    Callers load or upload exactly these bytes (from a private copy), never the file again:
+    nothing can swap it between check and use.
     """
-    import tvm
-
     library = path / metadata.library.file
     try:
         data = library.read_bytes()
@@ -84,13 +81,28 @@ def _load_verified_library(path: Path, metadata: PackageMetadata):
             f"expected {metadata.library.sha256[:16]}...): it was modified or corrupted; "
             "refusing to load it"
         )
+    return data
+
+
+def _load_verified_library(path: Path, metadata: PackageMetadata):
+    """Load the checked library bytes from a private copy named by their hash: the dynamic
+    loader cannot hand back an earlier library loaded from the same path before a rebuild."""
+    import tvm
+
+    data = read_verified_library(path, metadata)
     with tempfile.TemporaryDirectory(prefix="tvmq-lib-") as private:
-        copy = Path(private) / f"{actual}.so"
+        copy = Path(private) / f"{metadata.library.sha256}.so"
         copy.write_bytes(data)
         try:
             return tvm.runtime.load_module(str(copy))
         except Exception as err:
-            raise PackageError(f"cannot load {library}: {err}") from err
+            raise PackageError(f"cannot load {path / metadata.library.file}: {err}") from err
+
+
+def random_inputs(specs: tuple[TensorSpec, ...], seed: int = 0) -> dict[str, np.ndarray]:
+    """Reproducible random inputs for `specs`, by name."""
+    rng = np.random.default_rng(seed)
+    return {spec.name: spec.random(rng) for spec in specs}
 
 
 class Package:
@@ -139,8 +151,11 @@ class Package:
         return dict(zip((spec.name for spec in self.outputs), flatten_outputs(result)))
 
     def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng(seed)
-        return {spec.name: spec.random(rng) for spec in self.inputs}
+        return random_inputs(self.inputs, seed)
+
+    def _use_threads(self, threads: int | None) -> int:
+        """Set the thread pool size for the runs (None: leave it); returns the size used."""
+        return set_num_threads(threads) if threads is not None else num_threads()
 
     def benchmark(
         self,
@@ -154,7 +169,7 @@ class Package:
         if repeat < 1:
             raise PackageError(f"repeat must be >= 1, got {repeat}")
         args = self._device_args(inputs if inputs is not None else self.random_inputs())
-        used_threads = set_num_threads(threads) if threads is not None else num_threads()
+        used_threads = self._use_threads(threads)
         self._vm["main"](*args)  # warm-up: first-run allocations and lazy initialization
         timer = self._vm.time_evaluator("main", self._device, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
         report = timer(*args)

@@ -16,7 +16,7 @@ from tvmq.target import available_cores
 # Must run before TVM creates its thread pool, i.e. before any library is run.
 os.environ.setdefault("TVM_NUM_THREADS", str(available_cores()))
 
-_BIG_CORES = 1  # TVM's affinity mode "big cores": all cores on a homogeneous CPU
+BIG_CORES = 1  # TVM's affinity mode "big cores": all cores on a homogeneous CPU
 
 
 def set_num_threads(threads: int) -> int:
@@ -26,7 +26,7 @@ def set_num_threads(threads: int) -> int:
     ceiling = int(os.environ["TVM_NUM_THREADS"])
     if not 1 <= threads <= ceiling:
         raise TvmqError(f"--threads must be between 1 and {ceiling} on this machine, got {threads}")
-    tvm.get_global_func("runtime.config_threadpool")(_BIG_CORES, threads)
+    tvm.get_global_func("runtime.config_threadpool")(BIG_CORES, threads)
     return num_threads()
 
 
