@@ -14,8 +14,9 @@ import numpy as np
 
 import tvmq
 from tvmq.errors import InputError, TvmqError
-from tvmq.files import save_npz_atomically
+from tvmq.files import save_npz_atomically, write_atomically
 from tvmq.quantize.config import ACTIVATION_DTYPES, CALIBRATION_METHODS, QConfig
+from tvmq.target import this_machine
 
 log = logging.getLogger("tvmq")
 
@@ -78,13 +79,17 @@ def _load_model(args):
     from tvmq.quantize import quantize_model
     from tvmq.target import load_target
 
-    if args.quantize and not args.calib:
+    if args.quantize == "int8" and not args.calib:
         raise UsageError("--quantize int8 needs calibration data: --calib DATA.npz (or a folder of .npz)")
-    if args.calib and not args.quantize:
+    if args.calib and args.quantize != "int8":
         raise UsageError("--calib is only used with --quantize int8")
-    config = _qconfig(args) if args.quantize else None
+    config = _qconfig(args) if args.quantize == "int8" else None
     preset = load_target(args.target, _target_dirs(args))
     model = load_model(args.model, input_shapes=_parse_input_shapes(args.input_shape))
+    if args.quantize == "fp16":
+        from tvmq.build.precision import to_fp16
+
+        model = to_fp16(model)
     if config is not None:
         cache = None if args.calib_cache.lower() == "none" else Path(args.calib_cache).expanduser()
         model = quantize_model(model, args.calib, config, cache_dir=cache)
@@ -114,24 +119,46 @@ def _cmd_compile(args) -> None:
         if untuned:
             print(f"  untuned       {', '.join(untuned)}")
     if args.verify:
-        _verify(args.output, model, preset, quantized=metadata.quantization is not None)
+        _verify(args.output, model, preset, metadata.quantization)
 
 
-def _verify(package_dir, model, preset, quantized: bool) -> None:
-    from tvmq.runtime import load_package
+def _verify(package_dir, model, preset, quantization: dict | None) -> None:
+    from tvmq.build.precision import FP16_TOLERANCE, is_fp16
     from tvmq.verify import compare_with_reference
 
-    reason = preset.cannot_run_here()
-    if reason:
-        print(f"--verify skipped: {reason}")
-        return
-    if quantized:
+    if quantization and not is_fp16(quantization):
         print("--verify skipped: a quantized model differs from the float original by design; see `tvmq report`")
         return
+    package, how = _package_to_verify(package_dir, preset)
+    if package is None:
+        print(f"--verify skipped: {how}")
+        return
+    tolerance = FP16_TOLERANCE if is_fp16(quantization) else {}
     framework = "onnxruntime" if model.source.format == "onnx" else "PyTorch"
-    comparisons = compare_with_reference(load_package(package_dir), model.reference)
+    comparisons = compare_with_reference(package, model.reference, **tolerance)
     worst = max(c.max_abs_diff for c in comparisons)
-    print(f"verified against {framework} on random inputs: max |diff| {worst:.3g} (within tolerance)")
+    within = "within fp16 tolerance" if tolerance else "within tolerance"
+    print(f"verified{how} against {framework} on random inputs: max |diff| {worst:.3g} ({within})")
+
+
+def _package_to_verify(package_dir, preset):
+    """The built package loaded here, or run by the C++ runner under emulation for a CPU this
+    machine emulates; else None and why it cannot run."""
+    from tvmq.runtime import load_package
+    from tvmq.runtime.cpp_runner import EmulationError, RunnerPackage, toolchain
+
+    reason = preset.cannot_run_here()
+    if reason is None:
+        return load_package(package_dir), ""
+    if preset.kind != "llvm" or preset.arch == this_machine():
+        return None, reason
+    try:
+        missing = toolchain(preset.arch).missing()
+    except EmulationError as err:
+        return None, f"{reason}; {err}"
+    if missing:
+        return None, f"{reason}, and emulating it needs {missing}"
+    return RunnerPackage(package_dir), f" under {preset.arch} emulation"
 
 
 def _print_quantization_summary(record: dict) -> None:
@@ -259,32 +286,56 @@ def _summary(array: np.ndarray) -> str:
     return f"min {flat.min():.4g}  max {flat.max():.4g}  mean {flat.mean(dtype=np.float64):.4g}"
 
 
-def _cmd_run(args) -> None:
+def _open_package(args):
+    """The package to run: loaded here, on an RPC server (--rpc), or in the C++ runner under
+    emulation (--emulate)."""
+    if getattr(args, "emulate", False):
+        if args.rpc:
+            raise UsageError("--emulate and --rpc exclude each other")
+        from tvmq.runtime.cpp_runner import RunnerPackage
+
+        package = RunnerPackage(args.package)
+        if not package.emulated:
+            raise UsageError(f"--emulate is for packages built for another CPU; {args.package} runs here")
+        return package
+    if args.rpc:
+        from tvmq.runtime.remote import RemotePackage
+
+        return RemotePackage.connect(args.package, args.rpc)
     from tvmq.runtime import load_package
 
-    package = load_package(args.package)
+    return load_package(args.package)
+
+
+def _cmd_run(args) -> None:
+    package = _open_package(args)
     outputs = package.run(_read_inputs(args.input, package))
+    where = f" on {args.rpc}" if args.rpc else f" under {package.arch} emulation" if args.emulate else ""
     for name, array in outputs.items():
         print(f"{name}: {array.dtype}{list(array.shape)}  {_summary(array)}")
+    if where:
+        print(f"(ran{where})")
     if args.output:
         save_npz_atomically(args.output, outputs)
         print(f"saved {len(outputs)} output(s) to {args.output}")
 
 
 def _cmd_bench(args) -> None:
-    from tvmq.runtime import load_package
-
-    package = load_package(args.package)
+    package = _open_package(args)
     result = package.benchmark(repeat=args.repeat, threads=args.threads)
     target = package.metadata.target
     print(f"package  {args.package} ({target['name']}: {target['description']})")
+    if args.rpc:
+        print(f"server   {args.rpc}")
     print(f"threads  {result.threads}")
     print(f"repeat   {result.repeat} measurements of >= {result.min_repeat_ms} ms each")
     print(f"median   {result.median_ms:.4f} ms")
     print(f"min/max  {result.min_ms:.4f} / {result.max_ms:.4f} ms")
     if args.json:
         report = {**result.to_json(), "package": str(args.package), "target": target["name"]}
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        if args.rpc:
+            report["rpc"] = args.rpc
+        write_atomically(args.json, lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
 
 
 def _cmd_demo(args) -> None:
@@ -327,7 +378,11 @@ def _parser() -> argparse.ArgumentParser:
         help="static shape of an input with dynamic dimensions (repeatable)",
     )
     q = model_args.add_argument_group("quantization")
-    q.add_argument("--quantize", choices=["int8"], help="quantize to int8 (needs --calib)")
+    q.add_argument(
+        "--quantize",
+        choices=["int8", "fp16"],
+        help="int8 (needs --calib), or fp16: float16 compute with float32 accumulation (GPUs, ARM)",
+    )
     q.add_argument(
         "--calib", metavar="DATA", help=".npz of arrays keyed by input name (first axis = samples), or a folder of them"
     )
@@ -422,6 +477,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("package", type=Path)
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input (repeatable)")
     p.add_argument("-o", "--output", help="save the outputs by name to this .npz file")
+    p.add_argument(
+        "--emulate",
+        action="store_true",
+        help="run a package built for another CPU (ARM) with the C++ runner under qemu (correctness, not speed)",
+    )
+    p.add_argument("--rpc", metavar="HOST:PORT", help="run on the TVM RPC server at HOST:PORT (a board)")
     p.set_defaults(func=_cmd_run)
 
     p = commands.add_parser("bench", help="measure a package's latency")
@@ -429,6 +490,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=20, help="number of measurements (default 20)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all available)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--rpc", metavar="HOST:PORT", help="measure on the TVM RPC server at HOST:PORT (a board)")
     p.set_defaults(func=_cmd_bench)
 
     p = commands.add_parser("demo", help="compile, run and benchmark the bundled example")
