@@ -113,6 +113,10 @@ def _cmd_compile(args) -> None:
         print(f"  output  {spec}")
     if metadata.quantization:
         _print_quantization_summary(metadata.quantization)
+    if metadata.device_code:
+        code = metadata.device_code
+        built = f"{code['bytes'] / 1024:.0f} KiB, {code['compiler']}" if code["compiler"] else code["note"]
+        print(f"  device code   {code['format']} for {code['arch']} ({built})")
     if metadata.tuning:
         tuned, untuned = metadata.tuning["tuned"], metadata.tuning["untuned"]
         print(f"  tuning        {len(tuned)} of {len(tuned) + len(untuned)} kernels from {metadata.tuning['log']}")

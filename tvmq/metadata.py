@@ -37,6 +37,7 @@ class PackageMetadata:
     created: str  # ISO 8601, UTC
     quantization: dict | None = None  # the quantization settings used; None: float
     tuning: dict | None = None  # the tuning log applied; None: untuned
+    device_code: dict | None = None  # CUDA: DeviceCode.to_json() (fatbin, or source); None: CPU
 
     def to_json(self) -> dict:
         return {
@@ -48,6 +49,7 @@ class PackageMetadata:
             "versions": self.versions,
             "quantization": self.quantization,
             "tuning": self.tuning,
+            "device_code": self.device_code,
             "library": self.library.to_json(),
             "created": self.created,
         }
@@ -70,6 +72,7 @@ class PackageMetadata:
                 created=data["created"],
                 quantization=data.get("quantization"),
                 tuning=data.get("tuning"),
+                device_code=data.get("device_code"),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise PackageError(f"{where}: malformed package metadata ({type(err).__name__}: {err})") from None

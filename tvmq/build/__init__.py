@@ -16,6 +16,7 @@ from pathlib import Path
 
 import tvmq
 from tvmq.build.compile import build_executable, build_tuned_executable, export_library
+from tvmq.build.cuda import CUDA_KIND, compile_device_code, cuda_source, pack_imports_with
 from tvmq.build.lower import codegen_module
 from tvmq.build.package import write_package_atomically
 from tvmq.build.precision import is_fp16
@@ -76,9 +77,14 @@ def compile_model(
         executable, covered = build_tuned_executable(mod, preset, Path(tuning_log))
         tuning = {"log": str(tuning_log), **covered.to_json()}
 
+    device_code = compile_device_code(executable, preset) if preset.kind == CUDA_KIND else None
+    pack_imports = None
+    if device_code is not None and device_code.binary is not None:
+        pack_imports = pack_imports_with(device_code, cuda_source(executable), preset)
+
     def fill(staging: Path) -> dict:
         library = staging / LIBRARY_FILE
-        export_library(executable, library, preset)
+        export_library(executable, library, preset, pack_imports)
         if preset.kind == "llvm":  # CPU packages run without Python too
             copy_runner_source(staging / RUNNER_DIR)
         metadata = PackageMetadata(
@@ -91,6 +97,7 @@ def compile_model(
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             quantization=_quantization_record(model, quantized, simulate),
             tuning=tuning,
+            device_code=device_code.to_json() if device_code else None,
         )
         return metadata.to_json()
 

@@ -40,8 +40,9 @@ def build_tuned_executable(mod, preset: TargetPreset, log_dir: Path, num_cores: 
             raise BuildError(f"compiling for {preset.name} failed: {type(err).__name__}: {err}") from err
 
 
-def export_library(executable, path: Path, preset: TargetPreset) -> None:
-    """Write the executable as a shared library, linked by the preset's (cross) compiler."""
+def export_library(executable, path: Path, preset: TargetPreset, pack_imports=None) -> None:
+    """Write the executable as a shared library, linked by the preset's (cross) compiler;
+    `pack_imports` replaces TVM's packing of device modules (see tvmq.build.cuda)."""
     import tvm.support.cc
 
     check_compiler(preset)
@@ -49,6 +50,7 @@ def export_library(executable, path: Path, preset: TargetPreset) -> None:
     with step(f"linking {path.name}" + (f" with {preset.compiler}" if preset.compiler else "")):
         try:
             # -s: no symbol tables or debug info in a deployable library (a fifth of it here).
-            executable.export_library(str(path), fcompile=fcompile, options=["-s"])
+            extra = {"fpack_imports": pack_imports} if pack_imports else {}
+            executable.export_library(str(path), fcompile=fcompile, options=["-s"], **extra)
         except Exception as err:
             raise BuildError(f"exporting the library for {preset.name} failed: {err}") from err
