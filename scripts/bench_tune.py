@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import platform
 import statistics
 import tempfile
@@ -138,6 +139,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # tvmq's progress
     results = []
     with tempfile.TemporaryDirectory(prefix="tvmq-bench-tune-") as workdir:
         for name in args.models:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import platform
 import tempfile
 from pathlib import Path
@@ -93,6 +94,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # tvmq's progress
     load_target(args.target)  # an unknown preset fails before any model is exported
     with tempfile.TemporaryDirectory(prefix="tvmq-models-") as exports:
         for name in args.models:
