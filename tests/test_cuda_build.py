@@ -1,0 +1,98 @@
+"""CUDA packages: compiled device code embedded when nvcc is at hand, and said so when not.
+
+No GPU is needed: these tests check what the package holds. scripts/check_cuda.py runs a
+package on a real GPU.
+"""
+
+import hashlib
+import json
+import shutil
+
+import onnx_models
+import pytest
+
+import tvmq
+from tvmq.build.cuda import CUDA_KIND, DeviceCode, embed_device_code
+from tvmq.errors import BuildError
+
+FATBIN_MAGIC = (0xBA55ED50).to_bytes(4, "little")  # the first word of every CUDA fatbin
+
+
+@pytest.fixture(scope="module")
+def conv_model():
+    return tvmq.load_model(onnx_models.conv_net(), input_shapes={"image": (1, 3, 16, 16)})
+
+
+def embedded_binary(library: bytes, record: dict) -> bytes:
+    """The binary stored in `library` that the metadata's sha256 names (found by its length
+    prefix, as TVM's module blob stores it)."""
+    prefix = record["bytes"].to_bytes(8, "little")
+    at = library.find(prefix)
+    while at >= 0:
+        candidate = library[at + 8 : at + 8 + record["bytes"]]
+        if hashlib.sha256(candidate).hexdigest() == record["sha256"]:
+            return candidate
+        at = library.find(prefix, at + 1)
+    raise AssertionError("the library does not hold the binary its metadata describes")
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH (CUDA toolkit not installed)")
+def test_cuda_package_embeds_a_fatbin_for_its_arch_instead_of_source(tmp_path, conv_model):
+    metadata = tvmq.compile_model(conv_model, "cuda-sm80", tmp_path / "cuda")
+    record = metadata.device_code
+    assert (record["format"], record["arch"]) == ("fatbin", "sm_80")
+    assert record["compiler"].startswith("nvcc ")
+    library = (tmp_path / "cuda" / "model.so").read_bytes()
+    assert embedded_binary(library, record)[:4] == FATBIN_MAGIC
+    # The kernels' CUDA source is gone: nothing is left to compile on the GPU machine.
+    assert b"__global__" not in library
+    assert json.loads((tmp_path / "cuda" / "metadata.json").read_text())["device_code"] == record
+
+
+def test_cuda_package_without_nvcc_keeps_source_and_says_so(tmp_path, conv_model, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the host compiler, no CUDA toolkit
+    if shutil.which("nvcc"):
+        pytest.skip("nvcc is installed in /usr/bin")
+    metadata = tvmq.compile_model(conv_model, "cuda-sm90", tmp_path / "cuda")
+    assert metadata.device_code["format"] == CUDA_KIND
+    assert "nvcc not found at build time" in metadata.device_code["note"]
+    assert b"__global__" in (tmp_path / "cuda" / "model.so").read_bytes()
+
+
+def _string(value: bytes) -> bytes:
+    return len(value).to_bytes(8, "little") + value
+
+
+def _blob(modules) -> bytes:
+    """A packed-imports blob of (kind, payload) modules in a chain (each imports the next)."""
+    count = len(modules)
+    rows = [0, *range(1, count), count - 1]
+    body = len(rows).to_bytes(8, "little") + b"".join(v.to_bytes(8, "little") for v in rows)
+    children = list(range(1, count))
+    body += len(children).to_bytes(8, "little") + b"".join(v.to_bytes(8, "little") for v in children)
+    for kind, payload in modules:
+        body += _string(kind) + (b"" if kind == b"_lib" else _string(payload))
+    return len(body).to_bytes(8, "little") + body
+
+
+def test_embedding_swaps_only_the_cuda_source_for_the_binary():
+    table = b"\x01\x00\x00\x00\x00\x00\x00\x00<function table>"
+    source = 'extern "C" __global__ void k() {}'
+    vm = (b"relax.VMExecutable", b"<vm bytes>")
+    blob = _blob([vm, (b"_lib", b""), (b"cuda", _string(b"cuda") + table + _string(source.encode()))])
+    code = DeviceCode("fatbin", "sm_80", FATBIN_MAGIC + b"<sass>")
+    expected = _blob([vm, (b"_lib", b""), (b"cuda", _string(b"fatbin") + table + _string(code.binary))])
+    assert embed_device_code(blob, source, code) == expected
+
+
+def test_embedding_refuses_a_blob_whose_cuda_module_is_not_that_source():
+    source = "__global__ void k() {}"
+    blob = _blob([(b"_lib", b""), (b"cuda", _string(b"ptx") + _string(b"other code"))])
+    with pytest.raises(BuildError, match="cannot embed a fatbin"):
+        embed_device_code(blob, source, DeviceCode("fatbin", "sm_80", b"bin"))
+
+
+def test_embedding_refuses_a_truncated_blob():
+    blob = _blob([(b"_lib", b""), (b"cuda", _string(b"cuda") + _string(b"k"))])
+    with pytest.raises(BuildError, match="truncated"):
+        embed_device_code(blob[:-3], "k", DeviceCode("fatbin", "sm_80", b"bin"))
