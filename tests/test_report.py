@@ -155,3 +155,33 @@ def test_a_stored_latency_of_another_target_is_refused(packages, tmp_path):
 def test_stored_and_random_inputs_are_exclusive(packages):
     with pytest.raises(InputError, match="not both"):
         build_report(packages / "fp32", inputs=EXAMPLE / "test.npz", random_sets=3)
+
+
+@pytest.fixture(scope="module")
+def arm_package(packages):
+    """The unrelated model cross-compiled for a Raspberry Pi: a package this machine cannot run."""
+    import shutil
+
+    import tvmq
+
+    if not shutil.which("aarch64-linux-gnu-g++"):
+        pytest.skip("no aarch64 cross compiler")
+    model = tvmq.load_model(packages / "other.onnx", input_shapes={"image": (1, 3, 16, 16)})
+    tvmq.compile_model(model, "arm-cortex-a72", packages / "arm")
+    return packages / "arm"
+
+
+def test_a_package_for_another_machine_is_reported_with_what_could_not_be_measured(packages, arm_package):
+    report = build_report(arm_package, baseline_dir=packages / "other", repeat=1)
+    assert report.package.latency is None and report.outputs is None
+    assert report.baseline.latency.source == "measured here"
+    text = format_report(report)
+    assert "latency   not measured: target arm-cortex-a72 is aarch64" in text
+    assert "outputs not compared: target arm-cortex-a72 is aarch64" in text
+
+
+def test_a_package_for_another_machine_takes_its_latency_from_the_board(arm_package, tmp_path):
+    stored = {"median_ms": 4.5, "min_ms": 4.0, "max_ms": 6.0, "threads": 4, "repeat": 20, "target": "arm-cortex-a72"}
+    (tmp_path / "bench.json").write_text(json.dumps(stored))
+    latency = build_report(arm_package, stored_latency=tmp_path / "bench.json").package.latency
+    assert (latency.median_ms, latency.min_ms, latency.max_ms, latency.threads) == (4.5, 4.0, 6.0, 4)

@@ -124,9 +124,11 @@ def _load_if_runnable(path: Path, metadata: PackageMetadata):
     """The loaded package, or None where this machine cannot run its target (an ARM board's)."""
     from tvmq.runtime import load_package
 
-    if TargetPreset.from_json(metadata.target).cannot_run_here():
-        return None
-    return load_package(path)
+    return None if _why_not_here(metadata) else load_package(path)
+
+
+def _why_not_here(metadata: PackageMetadata) -> str | None:
+    return TargetPreset.from_json(metadata.target).cannot_run_here()
 
 
 def _evaluation_inputs(loaded, inputs: str | Path | None, random_sets: int | None) -> EvaluationInputs | None:
@@ -155,7 +157,7 @@ def _measure(
     repeat: int,
     threads: int | None,
 ) -> Measured:
-    skipped = TargetPreset.from_json(metadata.target).cannot_run_here()
+    skipped = _why_not_here(metadata)
     latency = stored or (None if loaded is None else measure_latency(loaded, repeat, threads))
     accuracy = None
     if outputs is not None and evaluation.labels is not None:
