@@ -93,8 +93,8 @@ def build_report(
     Latency is timed here with `repeat` measurements on `threads` threads, unless
     `stored_latency` (a `tvmq bench --json` file) is given for the package. Outputs are compared
     with the baseline's on the samples in `inputs` (an .npz, see tvmq.report.compare) or on
-    `random_sets` random input sets (default RANDOM_INPUT_SETS); labelled inputs also give top-1 accuracy. What this
-    machine cannot run is reported as skipped with the reason.
+    `random_sets` random input sets (default RANDOM_INPUT_SETS); labelled inputs also give
+    top-1 accuracy. What this machine cannot run is reported as skipped with the reason.
     """
     package_dir = Path(package_dir)
     metadata = read_metadata(package_dir)
@@ -135,8 +135,8 @@ def _evaluation_inputs(loaded, inputs: str | Path | None, random_sets: int | Non
     if inputs is not None and random_sets is not None:
         raise InputError(f"compare on stored inputs ({inputs}) or on {random_sets} random input sets, not both")
     if loaded is None:
-        if inputs is not None:  # still checked: a typo should not pass silently
-            raise InputError(f"--inputs {inputs}: the package cannot run on this machine, so nothing would use them")
+        if inputs is not None:  # refused rather than silently ignored
+            raise InputError(f"inputs {inputs}: the package cannot run on this machine, so nothing would use them")
         return None
     if inputs is None:
         return random_inputs(loaded, RANDOM_INPUT_SETS if random_sets is None else random_sets)
