@@ -6,21 +6,23 @@ package on a real GPU.
 
 import hashlib
 import json
+import re
 import shutil
 
-import onnx_models
 import pytest
 
 import tvmq
 from tvmq.build.cuda import CUDA_KIND, DeviceCode, embed_device_code
 from tvmq.errors import BuildError
+from tvmq.resources import examples_dir
 
 FATBIN_MAGIC = (0xBA55ED50).to_bytes(4, "little")  # the first word of every CUDA fatbin
 
 
 @pytest.fixture(scope="module")
-def conv_model():
-    return tvmq.load_model(onnx_models.conv_net(), input_shapes={"image": (1, 3, 16, 16)})
+def example_model():
+    """The bundled CNN: its ONNX tensors are named like paths ("/0/0_0/Conv")."""
+    return tvmq.load_model(examples_dir() / "fashion_mnist" / "model.onnx", input_shapes={"image": (1, 1, 28, 28)})
 
 
 def embedded_binary(library: bytes, record: dict) -> bytes:
@@ -37,8 +39,9 @@ def embedded_binary(library: bytes, record: dict) -> bytes:
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH (CUDA toolkit not installed)")
-def test_cuda_package_embeds_a_fatbin_for_its_arch_instead_of_source(tmp_path, conv_model):
-    metadata = tvmq.compile_model(conv_model, "cuda-sm80", tmp_path / "cuda")
+def test_cuda_package_embeds_a_fatbin_for_its_arch_instead_of_source(tmp_path, example_model):
+    # nvcc compiling the kernels also proves their parameter names are valid C identifiers.
+    metadata = tvmq.compile_model(example_model, "cuda-sm80", tmp_path / "cuda")
     record = metadata.device_code
     assert (record["format"], record["arch"]) == ("fatbin", "sm_80")
     assert record["compiler"].startswith("nvcc ")
@@ -49,14 +52,16 @@ def test_cuda_package_embeds_a_fatbin_for_its_arch_instead_of_source(tmp_path, c
     assert json.loads((tmp_path / "cuda" / "metadata.json").read_text())["device_code"] == record
 
 
-def test_cuda_package_without_nvcc_keeps_source_and_says_so(tmp_path, conv_model, monkeypatch):
+def test_cuda_package_without_nvcc_keeps_source_and_says_so(tmp_path, example_model, monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the host compiler, no CUDA toolkit
     if shutil.which("nvcc"):
         pytest.skip("nvcc is installed in /usr/bin")
-    metadata = tvmq.compile_model(conv_model, "cuda-sm90", tmp_path / "cuda")
+    metadata = tvmq.compile_model(example_model, "cuda-sm90", tmp_path / "cuda")
     assert metadata.device_code["format"] == CUDA_KIND
     assert "nvcc not found at build time" in metadata.device_code["note"]
-    assert b"__global__" in (tmp_path / "cuda" / "model.so").read_bytes()
+    library = (tmp_path / "cuda" / "model.so").read_bytes()
+    signatures = re.findall(rb"_kernel\(([^)]*)\)", library)
+    assert signatures and not any(b"/" in signature for signature in signatures)
 
 
 def _string(value: bytes) -> bytes:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import tvmq
 from tvmq.build.compile import build_executable, build_tuned_executable, export_library
-from tvmq.build.cuda import CUDA_KIND, compile_device_code, cuda_source, pack_imports_with
+from tvmq.build.cuda import CUDA_KIND, compile_device_code, cuda_source, pack_imports_with, with_c_identifiers
 from tvmq.build.lower import codegen_module
 from tvmq.build.package import write_package_atomically
 from tvmq.build.precision import is_fp16
@@ -69,7 +69,9 @@ def compile_model(
     check_compiler(preset)
     quantized = has_qdq(model.mod)
     with step("realizing integer operators" if quantized and not simulate else "preparing the model"):
-        mod = codegen_module(model.mod, preset, simulate)
+        # CUDA C source must name kernel parameters as C identifiers; CPU code has no such limit.
+        source = with_c_identifiers(model.mod) if preset.kind == CUDA_KIND else model.mod
+        mod = codegen_module(source, preset, simulate)
     tuning = None
     if tuning_log is None:
         executable = build_executable(mod, preset)
