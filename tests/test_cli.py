@@ -52,8 +52,12 @@ def test_compile_with_verify_compares_against_onnxruntime(cli, tmp_path, model_f
     assert "verified against onnxruntime on random inputs: max |diff|" in result.out
 
 
-def test_verify_is_skipped_with_a_reason_for_cross_targets(cli, tmp_path, model_file):
+def test_verify_is_skipped_with_a_reason_for_cross_targets_it_cannot_emulate(cli, tmp_path, model_file, monkeypatch):
     pytest.importorskip("shutil").which("aarch64-linux-gnu-g++") or pytest.skip("no aarch64 cross compiler")
+    from tvmq.runtime.cpp_runner import Toolchain
+
+    # Where qemu is installed, --verify runs the build under emulation (tests/test_deploy.py).
+    monkeypatch.setattr(Toolchain, "missing", lambda self: "qemu-aarch64 is not installed (apt-get install qemu-user)")
     result = cli(
         "compile",
         model_file,
@@ -66,7 +70,10 @@ def test_verify_is_skipped_with_a_reason_for_cross_targets(cli, tmp_path, model_
         "--verify",
     )
     assert result.code == 0, result.err
-    assert "--verify skipped: target arm-cortex-a72 is aarch64; this machine is x86_64" in result.out
+    assert (
+        "--verify skipped: target arm-cortex-a72 is aarch64; this machine is x86_64, "
+        "and it cannot be emulated: qemu-aarch64 is not installed (apt-get install qemu-user)" in result.out
+    )
 
 
 def test_run_saves_outputs_by_name(cli, tmp_path, package_dir, model_file):

@@ -28,7 +28,7 @@ def aarch64_runner():
     """The cross-compiled runner, or a skip saying what is missing."""
     missing = toolchain("aarch64").missing()
     if missing:
-        pytest.skip(f"emulating aarch64 needs {missing}")
+        pytest.skip(f"cannot emulate aarch64: {missing}")
     try:
         runtime_for("aarch64")
     except RuntimeUnavailable as err:

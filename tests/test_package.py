@@ -36,7 +36,9 @@ def test_metadata_describes_the_package(package_dir):
     library = package_dir / metadata["library"]["file"]
     assert metadata["library"]["sha256"] == file_sha256(library)
     assert metadata["library"]["size_bytes"] == library.stat().st_size
-    assert sorted(p.name for p in package_dir.iterdir()) == ["metadata.json", "model.so"]
+    # CPU packages carry the C++ runner for machines without Python (tests/test_deploy.py).
+    assert sorted(p.name for p in package_dir.iterdir()) == ["metadata.json", "model.so", "runner"]
+    assert sorted(p.name for p in (package_dir / "runner").iterdir()) == ["README.md", "build.sh", "tvmq_runner.cc"]
 
 
 def test_package_round_trips_through_a_fresh_process(package_dir, mlp_model):
@@ -76,7 +78,7 @@ def test_failed_build_leaves_the_existing_package_untouched(package_dir, mlp_mod
 
     before = tree_snapshot(package_dir.parent)
 
-    def failing_export(executable, path, preset):
+    def failing_export(executable, path, preset, *device_code_packing):
         path.write_bytes(b"half a library")
         raise BuildError("linker crashed")
 

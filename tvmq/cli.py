@@ -161,7 +161,7 @@ def _package_to_verify(package_dir, preset):
     except EmulationError as err:
         return None, f"{reason}; {err}"
     if missing:
-        return None, f"{reason}, and emulating it needs {missing}"
+        return None, f"{reason}, and it cannot be emulated: {missing}"
     return RunnerPackage(package_dir), f" under {preset.arch} emulation"
 
 

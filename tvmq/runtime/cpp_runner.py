@@ -79,7 +79,7 @@ def build_runner(arch: str, cache_dir: Path = DEFAULT_CACHE) -> Path:
     tools = toolchain(arch)
     reason = tools.missing()
     if reason:
-        raise EmulationError(f"building the C++ runner for {arch} needs {reason}")
+        raise EmulationError(f"cannot build the C++ runner for {arch}: {reason}")
     runtime = runtime_for(arch, Path(cache_dir))
     digest = hashlib.sha256(f"{tools.compiler} {runtime} {versions()}".encode())
     for name in RUNNER_FILES[:2]:
