@@ -105,8 +105,10 @@ def test_runner_source_in_a_package_builds_natively_and_matches_python(builds, t
     package = tvmq.load_package(package_dir)
     inputs = package.random_inputs(3)
     np.save(tmp_path / "image.npy", inputs["image"])
+    # As the runner's README says to run it: from the package, the library by its bare name.
     result = subprocess.run(
-        [executable, package_dir / "model.so", tmp_path, tmp_path / "image.npy", "--repeat", "2"],
+        [executable, "model.so", tmp_path, tmp_path / "image.npy", "--repeat", "2"],
+        cwd=package_dir,
         capture_output=True,
         text=True,
     )

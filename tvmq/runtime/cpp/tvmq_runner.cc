@@ -187,7 +187,9 @@ int main(int argc, char** argv) {
   }
   if (positional.size() < 2 || repeat < 0) return Usage();
   try {
-    tvm::ffi::Module library = tvm::ffi::Module::LoadFromFile(positional[0]);
+    std::string path = positional[0];
+    if (path.find('/') == std::string::npos) path = "./" + path;  // dlopen looks up bare names elsewhere
+    tvm::ffi::Module library = tvm::ffi::Module::LoadFromFile(path);
     tvm::ffi::Module vm = library->GetFunction("vm_load_executable").value()().cast<tvm::ffi::Module>();
     vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, kPooledAllocator);
     tvm::ffi::Function main_fn = vm->GetFunction("main").value();
