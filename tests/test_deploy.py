@@ -176,3 +176,10 @@ def test_fp16_takes_no_calibration_data(cli, tmp_path):
     result = cli("compile", "m.onnx", "-t", "host", "-o", tmp_path / "o", "--quantize", "fp16", "--calib", "c.npz")
     assert result.code == 1
     assert "--calib is only used with --quantize int8" in result.err
+
+
+def test_fp16_mode_refuses_an_int8_model(models):
+    from tvmq.build.precision import to_fp16
+
+    with pytest.raises(TvmqError, match="fp16 mode applies to a float model; this one is int8-quantized"):
+        to_fp16(models["int8"])
