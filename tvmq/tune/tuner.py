@@ -88,6 +88,14 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
                     task_scheduler.terminate_task(index)
 
 
+def _batch_size(trials: int, kernels: int) -> int:
+    """Candidates measured per kernel per round. MetaSchedule's first round gives every kernel
+    one batch before any result comes back (nothing reaches the log or the progress until that
+    round ends), and later rounds go where the model spends time once the cost model has
+    learned something; so the first round takes about a third of the budget."""
+    return max(1, min(64, trials // (3 * kernels)))
+
+
 @contextlib.contextmanager
 def _quiet_meta_schedule():
     """MetaSchedule's own logging, for the duration of a run: its per-task tables kept off the
@@ -139,8 +147,7 @@ def tune_model(
             task_weights=weights,
             work_dir=work_dir,
             max_trials_global=trials,
-            # Small enough that every kernel gets a first batch before the budget runs out.
-            num_trials_per_iter=max(1, min(64, trials // len(tasks))),
+            num_trials_per_iter=_batch_size(trials, len(tasks)),
             builder=local_builder(max_workers=available_cores(), compiler=preset.compiler),
             runner=runner or ms.runner.LocalRunner(),
             database=database,
