@@ -93,7 +93,7 @@ def test_a_killed_run_leaves_a_log_the_next_run_resumes(tmp_path, mlp):
         "-t",
         "host",
         "--trials",
-        "200",
+        "30",  # a first round of 3 x 3 trials reaches the log, then it is killed mid-run
         "--log",
         str(log_dir),
     ]
