@@ -6,7 +6,7 @@ import pytest
 
 import tvmq
 from tvmq.errors import PackageError, TvmqError
-from tvmq.runtime.remote import RemotePackage, parse_server_address
+from tvmq.runtime.remote import RemotePackage, parse_address
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_a_modified_library_is_never_uploaded(server, package_dir, tmp_path):
 @pytest.mark.parametrize("address", ["board", "board:", ":9090", "board:port"])
 def test_a_server_address_must_be_host_and_port(address):
     with pytest.raises(TvmqError, match="is not HOST:PORT"):
-        parse_server_address(address)
+        parse_address(address)
 
 
 def test_an_unreachable_server_is_named(package_dir):

@@ -17,10 +17,11 @@ from tvmq.runtime.threads import BIG_CORES
 from tvmq.target import TargetPreset
 
 
-def parse_server_address(address: str) -> tuple[str, int]:
+def parse_address(address: str, what: str = "RPC server") -> tuple[str, int]:
+    """HOST:PORT of an RPC server or tracker, as (host, port)."""
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise TvmqError(f"RPC server address {address!r} is not HOST:PORT")
+        raise TvmqError(f"{what} address {address!r} is not HOST:PORT")
     return host, int(port)
 
 
@@ -39,7 +40,7 @@ class RemotePackage(Package):
         path = Path(path)
         metadata = read_metadata(path)
         library = read_verified_library(path, metadata)
-        host, port = parse_server_address(address)
+        host, port = parse_address(address)
         try:
             session = rpc.connect(host, port, session_timeout=timeout_s)
         except Exception as err:

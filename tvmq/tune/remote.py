@@ -5,13 +5,7 @@ from __future__ import annotations
 from tvm.s_tir import meta_schedule as ms
 
 from tvmq.errors import TvmqError
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise TvmqError(f"RPC tracker address {address!r} is not HOST:PORT")
-    return host, int(port)
+from tvmq.runtime.remote import parse_address
 
 
 def rpc_runner(tracker: str, key: str | None, session_timeout_seconds: int = 60) -> ms.runner.RPCRunner:
@@ -19,7 +13,7 @@ def rpc_runner(tracker: str, key: str | None, session_timeout_seconds: int = 60)
     uploads each candidate there and times it."""
     if not key:
         raise TvmqError("--rpc-tracker needs --rpc-key: the key the boards registered with")
-    host, port = parse_address(tracker)
+    host, port = parse_address(tracker, "RPC tracker")
     return ms.runner.RPCRunner(
         rpc_config=ms.runner.RPCConfig(
             tracker_host=host, tracker_port=port, tracker_key=key, session_timeout_sec=session_timeout_seconds
