@@ -60,7 +60,7 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
     def __init__(self, names: list[str], weights: list[float], total: int, deadline: float | None):
         super().__init__()
         self.names, self.weights, self.total, self.deadline = names, weights, total, deadline
-        self.trials = 0
+        self.trials, self.budget_spent = 0, False
         self.best_us: list[float | None] = [None] * len(names)
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
@@ -82,10 +82,12 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
             estimate,
         )
         if self.deadline is not None and time.monotonic() > self.deadline:
+            # Raising is the one way out: MetaSchedule's scheduler fails a check on the task it
+            # continues with if tasks are terminated from a callback. Everything measured is
+            # in the log by now; batches still being measured are dropped.
             log.info("tuning: time budget spent, stopping")
-            for index, task in enumerate(task_scheduler.tasks_):
-                if not task.is_terminated:
-                    task_scheduler.terminate_task(index)
+            self.budget_spent = True
+            raise RuntimeError("tuning time budget spent")
 
 
 def _batch_size(trials: int, kernels: int) -> int:
@@ -142,18 +144,22 @@ def tune_model(
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             tasks, work_dir, num_threads=available_cores(), seed=seed
         )
-        ms.tune.tune_tasks(
-            tasks=contexts,
-            task_weights=weights,
-            work_dir=work_dir,
-            max_trials_global=trials,
-            num_trials_per_iter=_batch_size(trials, len(tasks)),
-            builder=local_builder(max_workers=available_cores(), compiler=preset.compiler),
-            runner=runner or ms.runner.LocalRunner(),
-            database=database,
-            cost_model=ms.cost_model.XGBModel(),
-            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
-        )
+        try:
+            ms.tune.tune_tasks(
+                tasks=contexts,
+                task_weights=weights,
+                work_dir=work_dir,
+                max_trials_global=trials,
+                num_trials_per_iter=_batch_size(trials, len(tasks)),
+                builder=local_builder(max_workers=available_cores(), compiler=preset.compiler),
+                runner=runner or ms.runner.LocalRunner(),
+                database=database,
+                cost_model=ms.cost_model.XGBModel(),
+                measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
+            )
+        except Exception:
+            if not progress.budget_spent:  # the callback's own stop arrives as a generic error
+                raise
     results = []
     for task in tasks:
         workload = database.commit_workload(task.dispatched[0])
