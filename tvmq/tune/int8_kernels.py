@@ -1,0 +1,222 @@
+"""Int8 kernels on x86 AVX2: a u8 x s8 -> s32 dot-product tensor intrinsic and the MetaSchedule
+search space that tiles int8 conv2d and matmul around it.
+
+TVM 0.27 ships no AVX2 int8 intrinsic (its VNNI one is rejected by LLVM) and no default rule
+that tensorizes int8 kernels, so tuned int8 code is ordinary scalar-widening loops. The
+intrinsic adds four u8 x s8 products into each of 8 int32 lanes with vpmaddubsw (u8 x s8 pairs
+summed into int16, saturating) + vpmaddwd (int16 pairs summed into int32). The int16 step
+saturates when a pair of products exceeds 32767 (e.g. 255 x 127 twice): results are exact when
+weights stay within 7 bits or activations within 127.
+
+Tensorizing needs the weights laid out [.., N/8, .., K/4, 8, 4]; MetaSchedule's RewriteLayout
+postprocessor picks that layout for constant weights (marked layout-free before tuning) and the
+compiler then folds the transformation into the constants once, at compile time.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm.ir.utils import derived_object
+from tvm.s_tir import TensorIntrin
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.schedule.analysis import get_auto_tensorize_mapping_info
+from tvm.script import tirx as T
+from tvm.target.codegen import target_has_features
+
+AVX2_U8S8_DOT_8X4 = "tvmq_avx2_u8s8i32_dot_8x4"
+LANES, REDUCE = 8, 4  # int32 output lanes, products summed into each
+
+
+@T.prim_func(s_tir=True)
+def _dot_8x4_desc(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((8, 4), "int8", offset_factor=1),
+    C: T.Buffer((8,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:8], A[0:4], B[0:8, 0:4])
+        T.writes(C[0:8])
+        for i in T.serial(0, 8):
+            for k in T.serial(0, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+
+@T.prim_func(s_tir=True)
+def _dot_8x4_avx2(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((8, 4), "int8", offset_factor=1),
+    C: T.Buffer((8,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:8], A[0:4], B[0:8, 0:4])
+        T.writes(C[0:8])
+        # The 4 activations as one int32, broadcast to the 8 lanes, seen again as 32 bytes.
+        a_u8x32 = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 8), dtype="uint8x32")
+        pairs_i16x16 = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+            a_u8x32,
+            B.vload([0, 0], dtype="int8x32"),
+            dtype="int16x16",
+        )
+        C[T.ramp(T.int32(0), 1, 8)] += T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+            pairs_i16x16,
+            T.broadcast(T.int16(1), 16),
+            dtype="int32x8",
+        )
+
+
+TensorIntrin.register(AVX2_U8S8_DOT_8X4, _dot_8x4_desc, _dot_8x4_avx2, override=True)
+
+
+def uses_avx2_int8(target: tvm.target.Target) -> bool:
+    """Whether `target` is a CPU with AVX2, whose int8 kernels tvmq tensorizes (an x86 target
+    without AVX2 in its mcpu/mattr cannot select the instructions)."""
+    return target.kind.name == "llvm" and bool(target_has_features("avx2", target))
+
+
+def tensorizable_block(mod: tvm.IRModule) -> str | None:
+    """The name of a block of `mod` that the intrinsic computes (u8 x s8 products summed into
+    int32, after reindexing), or None: the test that decides which search space a kernel gets."""
+    sch = tvm.s_tir.Schedule(mod)
+    for gv, func in mod.functions.items():
+        if not isinstance(func, tvm.tirx.PrimFunc):
+            continue
+        sch.work_on(gv.name_hint)
+        blocks = list(sch.get_child_blocks(sch.get_sblock("root")))
+        while blocks:
+            block = blocks.pop()
+            if get_auto_tensorize_mapping_info(sch, block, _dot_8x4_desc) is not None:
+                return sch.get(block).name_hint
+            blocks.extend(sch.get_child_blocks(block))
+    return None
+
+
+def _packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV):
+    """(weight read index, its N dim, its K dim, padding per block iter) for a u8 x s8 -> s32
+    reduction, or None. N is the spatial iterator that indexes the weights but not the
+    activations; K the reduction iterator that is the activations' innermost index."""
+    stmt = sch.get(block)
+    by_dtype = {region.source.dtype: (i, region) for i, region in enumerate(stmt.reads)}
+    if len(stmt.writes) != 1 or stmt.writes[0].source.dtype != "int32" or {"uint8", "int8"} - by_dtype.keys():
+        return None
+    (weight_index, weight), (_, data) = by_dtype["int8"], by_dtype["uint8"]
+    spatial = [iv.var for iv in stmt.iter_vars if iv.iter_type == tvm.tirx.IterVar.DataPar]
+    reduce = [iv.var for iv in stmt.iter_vars if iv.iter_type == tvm.tirx.IterVar.CommReduce]
+
+    def vars_of(region):
+        return [r.min if isinstance(r.min, tvm.tirx.Var) else None for r in region.region]
+
+    weight_vars, data_vars = vars_of(weight), vars_of(data)
+    n = [v for v in spatial if any(v.same_as(w) for w in weight_vars) and not any(v.same_as(d) for d in data_vars)]
+    k = data_vars[-1]
+    if len(n) != 1 or k is None or not any(k.same_as(r) for r in reduce) or not any(k.same_as(w) for w in weight_vars):
+        return None
+    n_dim = next(i for i, w in enumerate(weight_vars) if w is not None and w.same_as(n[0]))
+    k_dim = next(i for i, w in enumerate(weight_vars) if w is not None and w.same_as(k))
+    padding = [LANES if iv.var.same_as(n[0]) else REDUCE if iv.var.same_as(k) else 1 for iv in stmt.iter_vars]
+    return weight_index, n_dim, k_dim, padding
+
+
+def _packed_index(n_dim: int, k_dim: int):
+    """Weight indices -> [N/8, other dims, K/4, 8, 4]: each 8x4 tile the intrinsic loads is
+    contiguous."""
+
+    def index(*dims):
+        rest = [d for i, d in enumerate(dims) if i not in (n_dim, k_dim)]
+        n, k = dims[n_dim], dims[k_dim]
+        return [n // LANES, *rest, k // REDUCE, n % LANES, k % REDUCE]
+
+    return index
+
+
+@derived_object
+class PackWeightsForIntrin(ms.schedule_rule.PyScheduleRule):
+    """Prepares a u8 x s8 -> s32 block for MultiLevelTilingWithIntrin: pads N and K to the
+    intrinsic's 8 x 4 (when the block allows it) and packs the weights. Unpadded weights are
+    packed by a copy marked as layout-rewrite preprocessing, which the compiler folds into the
+    constant weights; padded ones are packed with their padding, in the kernel (TVM's layout
+    rewriting takes plain copies only)."""
+
+    def _initialize_with_tune_context(self, context) -> None:
+        pass
+
+    def apply(self, sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> list[tvm.s_tir.Schedule]:
+        plan = _packing_plan(sch, block)
+        if plan is None:
+            return [sch]
+        weight_index, n_dim, k_dim, padding = plan
+        prepared = sch.copy()
+        block = prepared.get_sblock(sch.get(block).name_hint)
+        try:
+            extents = [int(iv.dom.extent) for iv in prepared.get(block).iter_vars]
+            if any(e % p for e, p in zip(extents, padding)):
+                prepared.pad_einsum(block, padding)
+            producers = [
+                p
+                for p in prepared.get_producers(block)
+                if prepared.get(p).writes[0].source.same_as(prepared.get(block).reads[weight_index].source)
+            ]
+            packer = producers[0] if producers else prepared.cache_read(block, weight_index, "global")
+            prepared.transform_layout(block, ("read", weight_index), _packed_index(n_dim, k_dim))
+        except tvm.s_tir.ScheduleError:
+            return [sch]
+        if not producers:  # a plain copy of the weights: folded into them at compile time
+            prepared.annotate(packer, "meta_schedule.layout_rewrite_preproc", True)
+        prepared.annotate(packer, "schedule_rule", "None")
+        return [prepared]
+
+    def clone(self) -> ms.schedule_rule.ScheduleRule:
+        return PackWeightsForIntrin()
+
+
+def int8_space() -> ms.space_generator.PostOrderApply:
+    """MetaSchedule's LLVM rules with tiling around the intrinsic first, then the postprocessors
+    that tensorize and lay the weights out for it. Vectorization of other loops is off: with it
+    most tensorized candidates failed to build here (see the project's TVM notes)."""
+    reuse_write = ms.schedule_rule.ReuseType(req="may", levels=[1, 2], scope="global")
+    rules = [
+        ms.schedule_rule.ApplyCustomRule(),
+        PackWeightsForIntrin(),
+        ms.schedule_rule.InlineConstantScalars(),
+        ms.schedule_rule.AutoInline(
+            into_producer=False,
+            into_consumer=True,
+            inline_const_tensor=True,
+            disallow_if_then_else=True,
+            require_injective=True,
+            require_ordered=True,
+            disallow_op=["tirx.exp"],
+        ),
+        ms.schedule_rule.MultiLevelTilingWithIntrin(
+            AVX2_U8S8_DOT_8X4, structure="SSRSRS", max_innermost_factor=64, reuse_write=reuse_write
+        ),
+        ms.schedule_rule.MultiLevelTiling(structure="SSRSRS", max_innermost_factor=64, reuse_write=reuse_write),
+        ms.schedule_rule.ParallelizeVectorizeUnroll(
+            max_jobs_per_core=16, max_vectorize_extent=64, unroll_max_steps=[0, 16, 64, 512], unroll_explicit=True
+        ),
+        ms.schedule_rule.RandomComputeLocation(),
+    ]
+    postprocs = [
+        ms.postproc.DisallowDynamicLoop(),
+        ms.postproc.RewriteParallelVectorizeUnroll(),
+        ms.postproc.RewriteReductionBlock(),
+        ms.postproc.RewriteTensorize(vectorize_init_loop=True),
+    ]
+    return ms.space_generator.PostOrderApply(sch_rules=rules, postprocs=postprocs, mutator_probs="llvm")
+
+
+def tune_contexts(
+    tasks: list[ms.ExtractedTask], work_dir: str, num_threads: int, seed: int
+) -> tuple[list[ms.TuneContext], list[float]]:
+    """MetaSchedule's tune contexts for `tasks`, with the int8 search space for the kernels the
+    intrinsic computes on AVX2 targets; every other kernel keeps the default space."""
+    make = ms.relax_integration.extracted_tasks_to_tune_contexts
+    contexts, weights = make(tasks, work_dir, num_threads=num_threads, seed=seed)
+    int8 = [uses_avx2_int8(c.target) and tensorizable_block(c.mod) is not None for c in contexts]
+    if not any(int8):
+        return contexts, weights
+    tensorized, _ = make(tasks, work_dir, space=int8_space(), num_threads=num_threads, seed=seed)
+    return [t if use else c for c, t, use in zip(contexts, tensorized, int8)], weights
