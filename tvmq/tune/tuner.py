@@ -81,13 +81,25 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
             f"{best:.1f} us" if best else "none yet",
             estimate,
         )
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        if (
+            self.deadline is not None
+            and time.monotonic() > self.deadline
+            and not _others_pending(task_scheduler, task_id)
+        ):
             # Raising is the one way out: MetaSchedule's scheduler fails a check on the task it
-            # continues with if tasks are terminated from a callback. Everything measured is
-            # in the log by now; batches still being measured are dropped.
+            # continues with if tasks are terminated from a callback. Waiting for the other
+            # kernels' measured batches first (after the first round all of them arrive in a
+            # row) keeps that work; everything measured is in the log by now.
             log.info("tuning: time budget spent, stopping")
             self.budget_spent = True
             raise RuntimeError("tuning time budget spent")
+
+
+def _others_pending(task_scheduler, task_id: int) -> bool:
+    """Whether kernels other than `task_id` have candidates out being measured."""
+    return any(
+        task.measure_candidates is not None for index, task in enumerate(task_scheduler.tasks_) if index != task_id
+    )
 
 
 def _batch_size(trials: int, kernels: int) -> int:
