@@ -10,7 +10,7 @@ from tir_kernels import matmul
 from tvm import s_tir
 from tvm.s_tir import meta_schedule as ms
 
-from tvmq.tune.log import RECORDS_FILE, WORKLOADS_FILE, TuningLog, target_key
+from tvmq.tune.log import RECORDS_FILE, WORKLOADS_FILE, TuningLog, merge, target_key
 
 HOST = tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})
 OTHER = tvm.target.Target({"kind": "llvm", "mcpu": "znver3", "num-cores": 2})
@@ -59,6 +59,21 @@ def test_records_apply_on_a_machine_with_another_core_count(tmp_path):
     log.commit_tuning_record(_record(log, 1e-4))
     eight_cores = TuningLog(tmp_path, tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 8}))
     assert len(eight_cores.get_all_tuning_records()) == 1 and eight_cores.skipped_other_targets == 0
+
+
+def test_a_pruned_merge_keeps_the_best_record_and_only_the_kernels_it_needs(tmp_path):
+    """Shipped logs are pruned: one best record per kernel, and no kernel without a record."""
+    measured = TuningLog(tmp_path / "measured", HOST)
+    for seconds in (2e-4, 1e-4):
+        measured.commit_tuning_record(_record(measured, seconds))
+    never_measured = TuningLog(tmp_path / "never", HOST)
+    never_measured.commit_workload(tvm.IRModule({"main": matmul.with_attr("note", "never measured")}))
+    sources = [tmp_path / "measured", tmp_path / "never"]
+    assert merge(sources, tmp_path / "all") == 2
+    assert len((tmp_path / "all" / WORKLOADS_FILE).read_text().splitlines()) == 2
+    assert merge(sources, tmp_path / "pruned", top=1) == 1
+    assert len((tmp_path / "pruned" / WORKLOADS_FILE).read_text().splitlines()) == 1
+    assert _best_us(TuningLog(tmp_path / "pruned", HOST)) == pytest.approx(100)
 
 
 def test_truncated_and_corrupt_lines_are_skipped_with_a_warning(tmp_path, caplog):

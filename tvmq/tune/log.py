@@ -237,7 +237,8 @@ def summarize(directory: str | os.PathLike) -> list[WorkloadSummary]:
 def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top: int | None = None) -> int:
     """Write the union of log folders to `destination` (replacing it whole, atomically): each
     workload once, records without duplicates, with `top` only the best `top` records per
-    workload and target. Returns the number of records written."""
+    workload and target (and only the workloads those records belong to). Returns the number
+    of records written."""
     workloads, records, seen = {}, {}, set()
     for source in sources:
         source = Path(source)
@@ -254,6 +255,9 @@ def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top:
     for group in records.values():
         measured = sorted((r for r in group if r.get("latency_us") is not None), key=lambda r: r["latency_us"])
         kept += measured[:top] if top else group
+    if top:  # a pruned log keeps only the workloads its records need
+        needed = {record.get("hash") for record in kept}
+        workloads = {h: w for h, w in workloads.items() if h in needed}
     destination = Path(destination)
     staging = destination.with_name(f".{destination.name}.merging")
     staging.mkdir(parents=True, exist_ok=True)
