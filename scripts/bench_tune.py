@@ -25,21 +25,18 @@ import datetime
 import json
 import logging
 import platform
-import statistics
 import tempfile
 from pathlib import Path
 
 import bench_models
 import numpy as np
 import onnxruntime as ort
-from bench_timing import onnxruntime_timer, package_timer, timed_compile
+from bench_timing import interleaved_rounds, onnxruntime_timer, package_timer, spread, timed_compile
 from tune_shipped_logs import CALIBRATION_SAMPLES, cpu_name
 
 from tvmq.frontend import load_model
 from tvmq.quantize import QConfig, quantize_model
 from tvmq.runtime import load_package
-
-ONNXRUNTIME_BAR, REUSE_BAR, COMPILE_BAR = 1.2, 1.10, 2.0
 
 
 def bench_model(name: str, precision: str, args: argparse.Namespace, workdir: Path) -> dict:
@@ -64,22 +61,14 @@ def bench_model(name: str, precision: str, args: argparse.Namespace, workdir: Pa
     reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, inputs)[0]
     max_diff = {system: float(np.abs(next(iter(o.values())) - reference).max()) for system, o in outputs.items()}
 
-    latencies: dict[str, dict[int, list[float]]] = {}
+    summary: dict[str, dict[str, dict]] = {}
     for threads in args.threads:
         timers = {"onnxruntime fp32": onnxruntime_timer(path, inputs, threads, args.runs)}
         for system, package_dir in packages.items():
             runs = 3 if system == "untuned" else args.runs
             timers[f"tvmq {system}"] = package_timer(package_dir, inputs, threads, runs)
-        for _ in range(args.rounds):
-            for system, timer in timers.items():
-                latencies.setdefault(system, {}).setdefault(threads, []).append(timer())
-    summary = {
-        system: {
-            str(threads): {"median_ms": statistics.median(rounds), "min_ms": min(rounds), "max_ms": max(rounds)}
-            for threads, rounds in by_threads.items()
-        }
-        for system, by_threads in latencies.items()
-    }
+        for system, medians in interleaved_rounds(timers, args.rounds).items():
+            summary.setdefault(system, {})[str(threads)] = spread(medians)
     ratios = {}
     for threads in map(str, args.threads):
         ort_ms = summary["onnxruntime fp32"][threads]["median_ms"]
