@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import json
@@ -191,6 +192,7 @@ def tvmq_quantize_and_compile(
 def describe(config: QConfig) -> str:
     method = f"percentile {config.percentile:g}" if config.method == "percentile" else config.method
     weights = "per-channel" if config.per_channel else "per-tensor"
+    weights += " 7-bit" if config.reduce_range else ""
     activations = f"{config.activation_dtype} {'sym' if config.symmetric_activations else 'asym'}"
     return f"{method}, {weights} weights, {activations} activations"
 
@@ -200,7 +202,7 @@ def tvmq_grid(quick: bool) -> list[QConfig]:
     if quick:
         return [
             DEFAULT_CONFIG,
-            QConfig(method="minmax"),
+            dataclasses.replace(DEFAULT_CONFIG, reduce_range=not DEFAULT_CONFIG.reduce_range),
             QConfig(method="entropy", per_channel=False, activation_dtype="int8", symmetric_activations=True),
         ]
     methods = [
@@ -215,6 +217,7 @@ def tvmq_grid(quick: bool) -> list[QConfig]:
         for per_channel in (True, False)
         for dtype in ("uint8", "int8")
     ]
+    grid += [QConfig(**method, reduce_range=True) for method in methods]
     return [DEFAULT_CONFIG, *(config for config in grid if config != DEFAULT_CONFIG)]
 
 

@@ -530,7 +530,7 @@ def describe_config(config: QConfig) -> str:
     method = f"percentile {config.percentile:g}" if config.method == "percentile" else config.method
     parts = [
         method,
-        "per-channel" if config.per_channel else "per-tensor",
+        ("per-channel" if config.per_channel else "per-tensor") + (" 7-bit" if config.reduce_range else ""),
         f"{config.activation_dtype} {'sym' if config.symmetric_activations else 'asym'} activations",
     ]
     if config.skip:
@@ -570,6 +570,7 @@ def tvmq_configs(args: argparse.Namespace, methods: list[str]) -> list[QConfig]:
             method=method,
             percentile=args.percentile,
             per_channel=not args.per_tensor,
+            reduce_range=args.reduce_range,
             activation_dtype=args.activation_dtype,
             symmetric_activations=args.symmetric_activations,
             skip=tuple(args.skip),
@@ -680,6 +681,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
     parser.add_argument("--skip", nargs="+", default=[], help="layer names or op types tvmq keeps in float")
     parser.add_argument("--no-bias-correction", action="store_true")
+    parser.add_argument("--reduce-range", action="store_true", help="7-bit weights (see QConfig.reduce_range)")
     parser.add_argument("--calib-samples", type=int, default=64)
     parser.add_argument("--eval-samples", type=int, default=256)
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")

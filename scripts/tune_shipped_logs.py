@@ -9,8 +9,11 @@ itself and that full log, and tuning.json beside it records what each model's tu
     python scripts/tune_shipped_logs.py --models resnet18 --precisions fp32 int8 \\
         --trials 600 [--time-budget 40] [--target x86-avx2] [--work ~/.cache/tvmq/tuning]
 
-int8 models are calibrated on 64 samples (bench_models.calibration); the kernels do not depend
-on the calibration (tests/test_lower.py), so the logs serve any calibration of the model.
+int8 models are calibrated on --calibration-samples samples (bench_models.calibration); the
+kernels do not depend on the calibration (tests/test_lower.py), so the logs serve any
+calibration of the model. Their weights are quantized to 7 bits (reduce_range) so that x86
+AVX2 targets tune the int8 kernels tensorized with vpmaddubsw; the log keeps the best plain
+kernels too, for models with 8-bit weights.
 Needs what scripts/bench_models.py needs (torch, transformers and the pretrained packages).
 """
 
@@ -34,14 +37,13 @@ from tvmq.target import load_target
 from tvmq.tune.log import merge
 from tvmq.tune.tuner import tune_model
 
-CALIBRATION_SAMPLES = 64
-
 
 def tune_one(name: str, precision: str, args: argparse.Namespace, exports: Path) -> dict:
     path, inputs = bench_models.export(name, exports)
     model = load_model(path, input_shapes={key: value.shape for key, value in inputs.items()})
     if precision == "int8":
-        model = quantize_model(model, bench_models.calibration(name, inputs, CALIBRATION_SAMPLES), QConfig())
+        data = bench_models.calibration(name, inputs, args.calibration_samples)
+        model = quantize_model(model, data, QConfig(reduce_range=True))
     key = f"{name}-{precision}"
     full_log = args.work / args.target / key
     result = tune_model(model, args.target, full_log, args.trials, args.time_budget)
@@ -87,6 +89,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--trials", type=int, required=True, help="trials per model and precision")
     parser.add_argument("--time-budget", type=float, help="minutes per model and precision")
     parser.add_argument("--target", default="x86-avx2")
+    parser.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=8,
+        help="int8 calibration samples (the kernels do not depend on them; fewer quantize faster)",
+    )
     parser.add_argument("--logs", type=Path, default=Path("tuning_logs"), help="where shipped logs go")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "tvmq" / "tuning", help="full logs")
     return parser.parse_args()

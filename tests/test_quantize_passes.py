@@ -242,3 +242,17 @@ def test_channel_means_are_streamed_along_the_channel_axis():
     np.testing.assert_allclose(observer.mean, [2.0, 4.0, 6.0])
     restored = ChannelMeanObserver.from_state(observer.state())
     np.testing.assert_allclose(restored.mean, observer.mean)
+
+
+def test_reduced_range_weights_use_7_bits_per_channel():
+    """reduce_range maps each channel's largest |w| to 63, so any two products of a u8 input
+    sum within int16 (see tvmq.tune.int8_kernels), at twice the full range's rounding step."""
+    from tvmq.quantize.annotate import Layer
+    from tvmq.quantize.qdq import weight_qparams
+
+    weight = np.array([[0.5, -1.0], [2.0, 0.25], [-0.1, 4.0]], np.float32)  # matmul [K, N]: N = 2 channels
+    layer = Layer(name="matmul_0", op="matmul", anchor=None, output=None, inputs=(), weight=weight)
+    full, reduced = weight_qparams(layer, per_channel=True), weight_qparams(layer, True, reduce_range=True)
+    np.testing.assert_allclose(reduced.scale, np.array([2.0, 4.0]) / 63, rtol=1e-6)
+    np.testing.assert_array_equal(np.abs(reduced.quantize(weight)).max(axis=0), [63, 63])
+    assert np.abs(full.quantize(weight)).max() == 127

@@ -61,6 +61,7 @@ def _qconfig(args):
             activation_dtype=args.activation_dtype,
             symmetric_activations=args.symmetric_activations,
             per_channel=not args.per_tensor,
+            reduce_range=args.reduce_range,
             method=args.calib_method,
             percentile=args.percentile,
             bins=args.bins,
@@ -92,7 +93,7 @@ def _load_model(args):
         model = to_fp16(model)
     if config is not None:
         cache = None if args.calib_cache.lower() == "none" else Path(args.calib_cache).expanduser()
-        model = quantize_model(model, args.calib, config, cache_dir=cache)
+        model = quantize_model(model, args.calib, config, cache_dir=cache, target=preset)
     return preset, model
 
 
@@ -412,6 +413,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--per-tensor", action="store_true", help="one weight scale per tensor instead of per output channel"
+    )
+    q.add_argument(
+        "--reduce-range",
+        action=argparse.BooleanOptionalAction,
+        help="7-bit weights (default: on x86 targets, whose fast int8 instruction can overflow with 8-bit ones)",
     )
     q.add_argument(
         "--skip",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tvmq.errors import BuildError
-from tvmq.progress import step
+from tvmq.progress import log, step
 from tvmq.target import TargetPreset, check_compiler
 
 
@@ -23,21 +23,65 @@ def build_executable(mod, preset: TargetPreset):
 def build_tuned_executable(mod, preset: TargetPreset, log_dir: Path, num_cores: int | None = None):
     """Compile with the kernels a tuning log holds for this target (no tuning happens);
     returns the executable and which kernels the log covered."""
-    from tvm.s_tir import meta_schedule as ms
+    import tvm
+    from tvm import relax
 
+    from tvmq.tune.int8_kernels import weights_fit_intrin
     from tvmq.tune.log import TuningLog
     from tvmq.tune.tasks import coverage, extract_tasks, tuning_target
 
     if not Path(log_dir).is_dir():
         raise BuildError(f"tuning log {log_dir} does not exist")
     target = tuning_target(preset, num_cores)
-    database = TuningLog(log_dir, target)
+    use_intrin = weights_fit_intrin(mod)
+    database = TuningLog(log_dir, target, use_intrin)
+    if database.skipped_intrin:
+        log.warning(
+            "%d records of %s use the AVX2 int8 kernels, which need 7-bit weights (quantize with "
+            "reduce_range); this model's weights use 8 bits, so those kernels are not applied",
+            database.skipped_intrin,
+            log_dir,
+        )
     covered = coverage(extract_tasks(mod, target), database, target)
     with step(f"compiling for {preset.name} with tuned kernels ({covered.describe()})"):
         try:
-            return ms.relax_integration.compile_relax(database, mod, target, params=None), covered
+            with target, database, tvm.transform.PassContext(opt_level=3):
+                return relax.build(mod, target=target, relax_pipeline=_tuned_pipeline(target)), covered
         except Exception as err:
             raise BuildError(f"compiling for {preset.name} failed: {type(err).__name__}: {err}") from err
+
+
+def _tuned_pipeline(target):
+    """TVM's pipeline with the log's kernels swapped in for the fused functions they tuned (before
+    any default schedule, so the functions still match the tuned workloads), and the weight
+    packing those kernels chose (layout-rewrite blocks) split out and evaluated on the constant
+    weights at compile time, so it never runs per inference."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
+    from tvm.relax.backend.cuda import pipeline as cuda_pipeline
+    from tvm.s_tir import dlight as dl
+
+    gpu = target.kind.name == "cuda"  # tvmq's two target kinds: llvm and cuda
+    pipeline = cuda_pipeline if gpu else cpu_pipeline
+    fuse = [
+        *pipeline.library_dispatch_passes(target),
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+        relax.transform.MetaScheduleApplyDatabase(),
+        relax.transform.SplitLayoutRewritePreproc(),
+        relax.transform.FoldConstant(),
+    ]
+    if gpu:  # default schedules for the kernels the log lacks
+        fuse.append(
+            dl.ApplyDefaultSchedule(
+                dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()
+            )
+        )
+    return tvm.transform.Sequential([*fuse, *pipeline.dataflow_lower_passes(target), *pipeline.finalize_passes(target)])
 
 
 def export_library(executable, path: Path, preset: TargetPreset, pack_imports=None) -> None:

@@ -13,7 +13,10 @@ class QConfig:
     """How to quantize a model to int8.
 
     Weights are always symmetric int8: per output channel by default, per tensor with
-    `per_channel=False`. Activations are `activation_dtype`, asymmetric unless
+    `per_channel=False`; `reduce_range` keeps them within 7 bits ([-63, 63]), which lets x86
+    CPUs use their fast u8 x s8 instruction exactly (vpmaddubsw adds two u8 x s8 products in
+    int16, which full-range weights can overflow). None decides by the target the model is
+    quantized for (tvmq.target.int8_weights_need_7_bits), False without one. Activations are `activation_dtype`, asymmetric unless
     `symmetric_activations`. Their ranges come from calibration with `method` (`percentile`
     and `bins` tune it) over at most `num_samples` samples. `skip` keeps layers in float, by
     layer name (as `tvmq report` lists them, or the model's node name) or op type (`conv2d`,
@@ -24,6 +27,7 @@ class QConfig:
     activation_dtype: str = "uint8"
     symmetric_activations: bool = False
     per_channel: bool = True
+    reduce_range: bool | None = None
     method: str = "minmax"
     percentile: float = 99.99
     bins: int = 2048

@@ -19,16 +19,17 @@ from tvmq.quantize.prepare import channel_axis
 from tvmq.quantize.qparams import QuantParams, affine_qparams, qrange
 
 
-def weight_qparams(layer: Layer, per_channel: bool) -> QuantParams:
-    """Symmetric int8 parameters of a layer's weights, per output channel or per tensor."""
+def weight_qparams(layer: Layer, per_channel: bool, reduce_range: bool = False) -> QuantParams:
+    """Symmetric int8 parameters of a layer's weights, per output channel or per tensor, over
+    [-127, 127] or, with `reduce_range`, [-63, 63]."""
     weight = layer.weight
     axis = 0 if layer.op == "conv2d" else weight.ndim - 1
     reduce_axes = tuple(i for i in range(weight.ndim) if i != axis)
-    if per_channel:
-        amax = np.abs(weight).max(axis=reduce_axes)
-        return affine_qparams(-amax, amax, "int8", symmetric=True, axis=axis)
-    amax = np.abs(weight).max()
-    return affine_qparams(-amax, amax, "int8", symmetric=True)
+    amax = np.abs(weight).max(axis=reduce_axes) if per_channel else np.abs(weight).max()
+    params = affine_qparams(-amax, amax, "int8", symmetric=True, axis=axis if per_channel else None)
+    if not reduce_range:
+        return params
+    return QuantParams(params.scale * np.float32(127 / 63), params.zero_point, params.dtype, params.axis)
 
 
 def quantized_bias(
@@ -98,7 +99,9 @@ def insert_qdq(
     made_by_layers = {layer.output for layer in plan.layers}
     anchors = {layer.anchor: layer for layer in plan.layers}
     bias_adds = {graph.only_user(layer.anchor): layer for layer in plan.layers if layer.bias is not None}
-    weight_params = {layer: weight_qparams(layer, config.per_channel) for layer in plan.layers if layer.weighted}
+    weight_params = {
+        layer: weight_qparams(layer, config.per_channel, config.reduce_range) for layer in plan.layers if layer.weighted
+    }
 
     builder = relax.BlockBuilder()
     env, seen_by_all, seen_by_layers = {}, {}, {}

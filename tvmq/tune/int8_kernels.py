@@ -23,6 +23,8 @@ from tvm.s_tir.schedule.analysis import get_auto_tensorize_mapping_info
 from tvm.script import tirx as T
 from tvm.target.codegen import target_has_features
 
+from tvmq.quantize.graph import constant_value, is_constant
+
 AVX2_U8S8_DOT_8X4 = "tvmq_avx2_u8s8i32_dot_8x4"
 LANES, REDUCE = 8, 4  # int32 output lanes, products summed into each
 
@@ -68,13 +70,40 @@ def _dot_8x4_avx2(
         )
 
 
-TensorIntrin.register(AVX2_U8S8_DOT_8X4, _dot_8x4_desc, _dot_8x4_avx2, override=True)
+def register_intrinsics() -> None:
+    """Register tvmq's intrinsics with TVM: tuning tensorizes with them and compiling with a log
+    replays records that name them."""
+    TensorIntrin.register(AVX2_U8S8_DOT_8X4, _dot_8x4_desc, _dot_8x4_avx2, override=True)
 
 
 def uses_avx2_int8(target: tvm.target.Target) -> bool:
     """Whether `target` is a CPU with AVX2, whose int8 kernels tvmq tensorizes (an x86 target
     without AVX2 in its mcpu/mattr cannot select the instructions)."""
     return target.kind.name == "llvm" and bool(target_has_features("avx2", target))
+
+
+def weights_fit_intrin(mod: tvm.IRModule) -> bool:
+    """Whether every int8 constant (the weights) of a Relax module lies in [-64, 64], where two
+    u8 x s8 products sum within int16 (255 * 128 = 32640): the AVX2 intrinsic is exact for such
+    models only (see QConfig.reduce_range)."""
+    from tvm import relax
+
+    fits = [True]
+
+    def visit(expr):
+        if is_constant(expr) and expr.value.dtype == "int8":
+            values = constant_value(expr)
+            fits[0] = fits[0] and (values.size == 0 or (values.min() >= -64 and values.max() <= 64))
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return fits[0]
+
+
+def uses_intrin(record: ms.database.TuningRecord) -> bool:
+    """Whether a tuning record's kernel is tensorized with tvmq's AVX2 intrinsic."""
+    return AVX2_U8S8_DOT_8X4 in str(record.trace)
 
 
 def tensorizable_block(mod: tvm.IRModule) -> str | None:
@@ -120,6 +149,20 @@ def _packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV):
     return weight_index, n_dim, k_dim, padding
 
 
+def _feeds_intrin_data(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> bool:
+    """Whether `block` writes the u8 activations of a reduction the intrinsic computes."""
+    written = sch.get(block).writes
+    if len(written) != 1 or written[0].source.dtype != "uint8":
+        return False
+    for consumer in sch.get_consumers(block):
+        plan = _packing_plan(sch, consumer)
+        if plan is not None and any(
+            r.source.same_as(written[0].source) for i, r in enumerate(sch.get(consumer).reads) if i != plan[0]
+        ):
+            return True
+    return False
+
+
 def _packed_index(n_dim: int, k_dim: int):
     """Weight indices -> [N/8, other dims, K/4, 8, 4]: each 8x4 tile the intrinsic loads is
     contiguous."""
@@ -144,6 +187,11 @@ class PackWeightsForIntrin(ms.schedule_rule.PyScheduleRule):
         pass
 
     def apply(self, sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> list[tvm.s_tir.Schedule]:
+        if _feeds_intrin_data(sch, block):
+            # Padding inlined into the reduction turns its activation reads into if_then_else
+            # expressions, which the intrinsic cannot take: padding stays a stage of its own.
+            sch.annotate(block, "meta_schedule.inline_rule", "disable")
+            return [sch]
         plan = _packing_plan(sch, block)
         if plan is None:
             return [sch]
@@ -172,10 +220,43 @@ class PackWeightsForIntrin(ms.schedule_rule.PyScheduleRule):
         return PackWeightsForIntrin()
 
 
+@derived_object
+class ScalarLoopsAroundIntrin(ms.postproc.PyPostproc):
+    """Drops the loop vectorization that ParallelizeVectorizeUnroll asked for in kernels that will
+    be tensorized: TVM's vectorizer cannot widen the intrinsic's vector code when it lands in a
+    vectorized loop ("Cannot broadcast lanes=32 to 64"), which failed about half of the
+    tensorized candidates. Their epilogues stay scalar loops for LLVM to vectorize."""
+
+    def _initialize_with_tune_context(self, context) -> None:
+        pass
+
+    def apply(self, sch: tvm.s_tir.Schedule) -> bool:
+        for gv, func in sch.mod.functions.items():
+            if not isinstance(func, tvm.tirx.PrimFunc):
+                continue
+            root = sch.get_sblock("root", func_name=gv.name_hint)
+            if "meta_schedule.vectorize" in sch.get(root).annotations and _has_tensorize_mark(sch, root):
+                sch.unannotate(root, "meta_schedule.vectorize")
+        return True
+
+    def clone(self) -> ms.postproc.Postproc:
+        return ScalarLoopsAroundIntrin()
+
+
+def _has_tensorize_mark(sch: tvm.s_tir.Schedule, root: tvm.s_tir.SBlockRV) -> bool:
+    blocks = list(sch.get_child_blocks(root))
+    while blocks:
+        block = blocks.pop()
+        if "meta_schedule.auto_tensorize" in sch.get(block).annotations:
+            return True
+        blocks.extend(sch.get_child_blocks(block))
+    return False
+
+
 def int8_space() -> ms.space_generator.PostOrderApply:
     """MetaSchedule's LLVM rules with tiling around the intrinsic first, then the postprocessors
-    that tensorize and lay the weights out for it. Vectorization of other loops is off: with it
-    most tensorized candidates failed to build here (see the project's TVM notes)."""
+    that tensorize and lay the weights out for it."""
+    register_intrinsics()
     reuse_write = ms.schedule_rule.ReuseType(req="may", levels=[1, 2], scope="global")
     rules = [
         ms.schedule_rule.ApplyCustomRule(),
@@ -201,6 +282,7 @@ def int8_space() -> ms.space_generator.PostOrderApply:
     ]
     postprocs = [
         ms.postproc.DisallowDynamicLoop(),
+        ScalarLoopsAroundIntrin(),
         ms.postproc.RewriteParallelVectorizeUnroll(),
         ms.postproc.RewriteReductionBlock(),
         ms.postproc.RewriteTensorize(vectorize_init_loop=True),
@@ -208,15 +290,32 @@ def int8_space() -> ms.space_generator.PostOrderApply:
     return ms.space_generator.PostOrderApply(sch_rules=rules, postprocs=postprocs, mutator_probs="llvm")
 
 
+def _tensorizes(context: ms.TuneContext) -> bool:
+    """Whether some design space of the context's kernel really is tensorized once
+    post-processed: the intrinsic's mapping can exist where its padding or packing cannot be
+    done (a 64 x 10 matmul), and such kernels keep the default space."""
+    for space in context.space_generator.generate_design_space(context.mod):
+        if all(postproc.apply(space) for postproc in context.space_generator.postprocs) and any(
+            inst.kind.name == "Tensorize" for inst in space.trace.insts
+        ):
+            return True
+    return False
+
+
 def tune_contexts(
-    tasks: list[ms.ExtractedTask], work_dir: str, num_threads: int, seed: int
+    tasks: list[ms.ExtractedTask], work_dir: str, num_threads: int, seed: int, use_intrin: bool
 ) -> tuple[list[ms.TuneContext], list[float]]:
     """MetaSchedule's tune contexts for `tasks`, with the int8 search space for the kernels the
-    intrinsic computes on AVX2 targets; every other kernel keeps the default space."""
+    intrinsic computes on AVX2 targets when `use_intrin` (the model's weights fit it); every
+    other kernel keeps the default space."""
     make = ms.relax_integration.extracted_tasks_to_tune_contexts
     contexts, weights = make(tasks, work_dir, num_threads=num_threads, seed=seed)
-    int8 = [uses_avx2_int8(c.target) and tensorizable_block(c.mod) is not None for c in contexts]
-    if not any(int8):
+    candidates = [use_intrin and uses_avx2_int8(c.target) and tensorizable_block(c.mod) is not None for c in contexts]
+    if not any(candidates):
         return contexts, weights
-    tensorized, _ = make(tasks, work_dir, space=int8_space(), num_threads=num_threads, seed=seed)
-    return [t if use else c for c, t, use in zip(contexts, tensorized, int8)], weights
+    # Replaying a candidate's trace costs about 10x more here than in the float space (the weight
+    # layout transform and tensorize re-simplify the kernel): a smaller, shorter evolution keeps
+    # a search round near a float one's time (90 s -> ~20 s for a ResNet-18 conv on 2 cores).
+    search = ms.search_strategy.EvolutionarySearch(population_size=256, genetic_num_iters=2)
+    tensorized, _ = make(tasks, work_dir, space=int8_space(), strategy=search, num_threads=num_threads, seed=seed)
+    return [t if use and _tensorizes(t) else c for c, t, use in zip(contexts, tensorized, candidates)], weights

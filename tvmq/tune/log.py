@@ -23,8 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tvm
+import tvm_ffi
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
+from tvm.tirx import IndexMap
+
+from tvmq.tune.int8_kernels import AVX2_U8S8_DOT_8X4, register_intrinsics, uses_intrin
 
 log = logging.getLogger(__name__)
 
@@ -110,25 +114,53 @@ def mean_latency_us(record: ms.database.TuningRecord) -> float | None:
     return 1e6 * sum(seconds) / len(seconds)
 
 
+def record_as_json(record: ms.database.TuningRecord):
+    """A record as plain JSON. TuningRecord.as_json fails on traces that change a buffer's layout
+    (tvmq's int8 kernels pack their weights): their index maps are written the way Trace.as_json
+    writes them (TVM's JSON of the map), which TuningRecord.from_json reads back."""
+    from tvm.s_tir.meta_schedule import _ffi_api
+
+    def plain(value):
+        if isinstance(value, IndexMap):
+            return tvm.ir.save_json(value)
+        if isinstance(value, tvm_ffi.Array):
+            return [plain(item) for item in value]
+        if isinstance(value, tvm_ffi.Map):
+            return {plain(k): plain(v) for k, v in value.items()}
+        if isinstance(value, tvm.tirx.IntImm | tvm.tirx.FloatImm):
+            return value.value
+        if value is None or isinstance(value, int | float):
+            return value
+        if isinstance(value, str):
+            return str(value)
+        raise TypeError(f"a tuning record holds a {type(value).__name__}, which has no JSON form")
+
+    return plain(_ffi_api.TuningRecordAsJSON(record))
+
+
 def _workload_hash(workload: ms.database.Workload) -> str:
     return str(workload.as_json()[0])
 
 
 @derived_object
 class TuningLog(ms.database.PyDatabase):
-    """A MetaSchedule database kept in a tuning-log folder, holding one target's records.
+    """A MetaSchedule database kept in a tuning-log folder, holding one target's records
+    (without the kernels tensorized with tvmq's AVX2 int8 intrinsic unless `use_intrin`).
 
     Lookups are served from memory; every new workload and record is also appended to the
     folder's files, so a run killed at any point leaves all it measured for the next one.
     """
 
-    def __init__(self, directory: str | os.PathLike, target: tvm.target.Target):
+    def __init__(self, directory: str | os.PathLike, target: tvm.target.Target, use_intrin: bool = True):
         super().__init__()
         self.directory = Path(directory)
         self.target = target
         self.key = target_key(target)
+        self.use_intrin = use_intrin
         self.skipped_other_targets = 0
+        self.skipped_intrin = 0
         self._memory = ms.database.MemoryDatabase()
+        register_intrinsics()  # records of tensorized kernels name them
         self._load()
 
     def _load(self) -> None:
@@ -153,6 +185,9 @@ class TuningLog(ms.database.PyDatabase):
             except Exception as err:  # noqa: BLE001
                 log.warning("%s:%d: skipping an unreadable record (%s)", line.path, line.number, err)
                 continue
+            if not self.use_intrin and uses_intrin(record):
+                self.skipped_intrin += 1
+                continue
             self._memory.commit_tuning_record(record)
 
     def has_workload(self, mod: tvm.IRModule) -> bool:
@@ -175,7 +210,7 @@ class TuningLog(ms.database.PyDatabase):
             "hash": _workload_hash(record.workload),
             "target": target_key(record.target) if record.target is not None else self.key,
             "latency_us": mean_latency_us(record),
-            "record": record.as_json(),
+            "record": record_as_json(record),
         }
         with locked(self.directory):
             append_line(self.directory / RECORDS_FILE, line)
@@ -237,8 +272,9 @@ def summarize(directory: str | os.PathLike) -> list[WorkloadSummary]:
 def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top: int | None = None) -> int:
     """Write the union of log folders to `destination` (replacing it whole, atomically): each
     workload once, records without duplicates, with `top` only the best `top` records per
-    workload and target (and only the workloads those records belong to). Returns the number
-    of records written."""
+    workload and target, and among those both the best using tvmq's AVX2 int8 intrinsic and
+    the best without it (a model with 8-bit weights cannot use the former), and only the
+    workloads those records belong to. Returns the number of records written."""
     workloads, records, seen = {}, {}, set()
     for source in sources:
         source = Path(source)
@@ -250,7 +286,8 @@ def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top:
             text = json.dumps(line.data, sort_keys=True)
             if text not in seen:
                 seen.add(text)
-                records.setdefault((line.data.get("hash"), line.data.get("target")), []).append(line.data)
+                key = (line.data.get("hash"), line.data.get("target"), AVX2_U8S8_DOT_8X4 in text)
+                records.setdefault(key, []).append(line.data)
     kept = []
     for group in records.values():
         measured = sorted((r for r in group if r.get("latency_us") is not None), key=lambda r: r["latency_us"])

@@ -20,6 +20,7 @@ from tvmq.frontend.imported import ImportedModel
 from tvmq.progress import log, step
 from tvmq.target import TargetPreset, available_cores, load_target
 from tvmq.tune.builder import local_builder
+from tvmq.tune.int8_kernels import tune_contexts, weights_fit_intrin
 from tvmq.tune.intrinsics import import_tensor_intrinsics
 from tvmq.tune.log import TuningLog, mean_latency_us
 from tvmq.tune.tasks import extract_tasks, tuning_target
@@ -111,7 +112,7 @@ def _batch_size(trials: int, kernels: int) -> int:
 
 
 @contextlib.contextmanager
-def _quiet_meta_schedule():
+def quiet_meta_schedule():
     """MetaSchedule's own logging, for the duration of a run: its per-task tables kept off the
     console (tvmq reports progress itself), and handlers without a name (pytest's, a user's)
     set aside, since MetaSchedule's logging setup fails on them."""
@@ -146,15 +147,17 @@ def tune_model(
     preset = load_target(target)
     target = tuning_target(preset, num_cores)
     with step("extracting the kernels to tune"):
-        tasks = extract_tasks(codegen_module(model.mod, preset), target)
-    database = TuningLog(log_dir, target)
+        mod = codegen_module(model.mod, preset)
+        tasks = extract_tasks(mod, target)
+    use_intrin = weights_fit_intrin(mod)
+    database = TuningLog(log_dir, target, use_intrin)
     start = time.monotonic()
     deadline = start + 60 * time_budget_minutes if time_budget_minutes else None
     progress = _Progress([t.task_name for t in tasks], [float(t.weight) for t in tasks], trials, deadline)
     import_tensor_intrinsics()
-    with tempfile.TemporaryDirectory(prefix="tvmq-tune-") as work_dir, _quiet_meta_schedule():
-        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            tasks, work_dir, num_threads=available_cores(), seed=seed
+    with tempfile.TemporaryDirectory(prefix="tvmq-tune-") as work_dir, quiet_meta_schedule():
+        contexts, weights = tune_contexts(
+            tasks, work_dir, num_threads=available_cores(), seed=seed, use_intrin=use_intrin
         )
         try:
             ms.tune.tune_tasks(
