@@ -58,7 +58,7 @@ from tvmq.files import write_atomically
 
 MODELS = ("example", "resnet18", "efficientnet-lite0", "minilm-l6")
 REFERENCE = "onnxruntime fp32"
-CALIBRATION_SAMPLES = 64  # as the shipped tuning logs were made (scripts/tune_shipped_logs.py)
+CALIBRATION_SAMPLES = 64
 LARGER_BATCH = {"minilm-l6": 8}  # timed at this batch size too (latency only)
 FORMAT = "tvmq-bench/1"
 
@@ -188,7 +188,8 @@ def tvmq_system(precision: str, tuned: bool) -> Callable[[Case, argparse.Namespa
         model = tvmq.load_model(case.onnx_path, input_shapes={k: v.shape for k, v in case.inputs.items()})
         if precision == "int8":
             start = time.perf_counter()
-            model = quantize_model(model, case.calibration, QConfig(), cache_dir=case.workdir / "calibration-cache")
+            cache = case.workdir / "calibration-cache"
+            model = quantize_model(model, case.calibration, QConfig(), cache_dir=cache, target=args.target)
             seconds["quantize"] = time.perf_counter() - start
         out = case.workdir / f"{case.key}-tvmq-{precision}-{'tuned' if tuned else 'untuned'}"
         package_dir, seconds["compile"], coverage = timed_compile(model, args.target, out, log)
@@ -268,6 +269,8 @@ def make_cases(name: str, args, workdir: Path) -> list[Case]:
 def bench_case(case: Case, args) -> dict:
     rows, built = {}, {}
     for system, build in systems_for(case).items():
+        if args.systems and system not in {*args.systems, REFERENCE}:  # ratios need the reference
+            continue
         print(f"  {case.key}: {system} ...", file=sys.stderr, flush=True)
         try:
             built[system] = ready = build(case, args)
@@ -416,6 +419,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--quick", action="store_true", help="smoke run: the example only (its 500 test images), 2 rounds of 5 runs"
     )
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        help='only these systems (and onnxruntime fp32), e.g. "onnxruntime int8" "tvmq int8 tuned"',
+    )
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--runs", type=int, default=20, help="runs per round and system")

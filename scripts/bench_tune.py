@@ -32,18 +32,21 @@ import bench_models
 import numpy as np
 import onnxruntime as ort
 from bench_timing import interleaved_rounds, onnxruntime_timer, package_timer, spread, timed_compile
-from tune_shipped_logs import CALIBRATION_SAMPLES, cpu_name
+from tune_shipped_logs import cpu_name
 
 from tvmq.frontend import load_model
 from tvmq.quantize import QConfig, quantize_model
 from tvmq.runtime import load_package
+
+CALIBRATION_SAMPLES = 64
 
 
 def bench_model(name: str, precision: str, args: argparse.Namespace, workdir: Path) -> dict:
     path, inputs = bench_models.export(name, workdir / "models")
     model = load_model(path, input_shapes={key: value.shape for key, value in inputs.items()})
     if precision == "int8":
-        model = quantize_model(model, bench_models.calibration(name, inputs, CALIBRATION_SAMPLES), QConfig())
+        data = bench_models.calibration(name, inputs, CALIBRATION_SAMPLES)
+        model = quantize_model(model, data, QConfig(), target=args.target)
     key = f"{name}-{precision}"
     logs = {"shipped log": args.logs / args.target, "full log": args.work / args.target / key}
     packages, compiles = {}, {}

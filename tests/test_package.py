@@ -106,3 +106,15 @@ def test_missing_or_malformed_packages_are_reported(tmp_path):
     (tmp_path / "empty" / METADATA_FILE).write_text('{"format_version": 1, "inputs": []}')
     with pytest.raises(PackageError, match="malformed package metadata"):
         tvmq.load_package(tmp_path / "empty")
+
+
+def test_atomically_written_files_get_the_permissions_open_would_give(tmp_path):
+    """mkstemp's private 0600 must not leak into reports and tuning.json other users read."""
+    import os
+
+    from tvmq.files import write_atomically
+
+    mask = os.umask(0)
+    os.umask(mask)
+    write_atomically(tmp_path / "report.json", lambda f: f.write(b"{}"))
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o666 & ~mask != 0o600
