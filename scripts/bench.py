@@ -58,7 +58,6 @@ from tvmq.files import write_atomically
 
 MODELS = ("example", "resnet18", "efficientnet-lite0", "minilm-l6")
 REFERENCE = "onnxruntime fp32"
-CALIBRATION_SAMPLES = 64
 LARGER_BATCH = {"minilm-l6": 8}  # timed at this batch size too (latency only)
 FORMAT = "tvmq-bench/1"
 
@@ -254,7 +253,7 @@ def make_cases(name: str, args, workdir: Path) -> list[Case]:
     import bench_models
 
     path, inputs = bench_models.export(name, workdir / "models")
-    calibration = bench_models.calibration(name, inputs, CALIBRATION_SAMPLES)
+    calibration = bench_models.calibration(name, inputs, bench_models.CALIBRATION_SAMPLES)
     evaluation, labels = (
         (None, None) if name == "resnet18" else bench_models.evaluation(name, inputs, args.eval_samples)
     )

@@ -20,6 +20,7 @@ import torch
 import tvmq.resources
 
 MODELS = ("example", "resnet18", "efficientnet-lite0", "minilm-l6")
+CALIBRATION_SAMPLES = 64  # what the benchmarks calibrate int8 models on
 SENTENCE = "A compiler turns a trained network into fast code for the machine it runs on."
 
 

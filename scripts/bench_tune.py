@@ -38,14 +38,12 @@ from tvmq.frontend import load_model
 from tvmq.quantize import QConfig, quantize_model
 from tvmq.runtime import load_package
 
-CALIBRATION_SAMPLES = 64
-
 
 def bench_model(name: str, precision: str, args: argparse.Namespace, workdir: Path) -> dict:
     path, inputs = bench_models.export(name, workdir / "models")
     model = load_model(path, input_shapes={key: value.shape for key, value in inputs.items()})
     if precision == "int8":
-        data = bench_models.calibration(name, inputs, CALIBRATION_SAMPLES)
+        data = bench_models.calibration(name, inputs, bench_models.CALIBRATION_SAMPLES)
         model = quantize_model(model, data, QConfig(), target=args.target)
     key = f"{name}-{precision}"
     logs = {"shipped log": args.logs / args.target, "full log": args.work / args.target / key}

@@ -88,15 +88,14 @@ class TargetPreset:
         )
 
 
-def int8_weights_need_7_bits(preset: TargetPreset) -> bool:
-    """Whether int8 models for `preset` should keep their weights within 7 bits: on x86 CPUs
-    with AVX2 tvmq's int8 kernels use vpmaddubsw, whose int16 pair sums 8-bit weights can
-    overflow (see tvmq.tune.int8_kernels); other targets have no such limit."""
+def uses_avx2_int8(target) -> bool:
+    """Whether tvmq's int8 kernels for a TVM target are the AVX2 ones (x86 CPUs with AVX2), built
+    on vpmaddubsw, whose int16 pair sums 8-bit weights can overflow: int8 models for such targets
+    keep their weights within 7 bits (see tvmq.tune.int8_kernels)."""
     from tvm.target.codegen import target_has_features
 
-    target = preset.tvm_target()
     return (
-        preset.kind == "llvm"
+        target.kind.name == "llvm"
         and "x86" in str(target.attrs.get("mtriple", "x86"))
         and bool(target_has_features("avx2", target))
     )

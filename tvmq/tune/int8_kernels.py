@@ -15,15 +15,17 @@ compiler then folds the transformation into the constants once, at compile time.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import tvm
 from tvm.ir.utils import derived_object
 from tvm.s_tir import TensorIntrin
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.schedule.analysis import get_auto_tensorize_mapping_info
 from tvm.script import tirx as T
-from tvm.target.codegen import target_has_features
 
 from tvmq.quantize.graph import constant_value, is_constant
+from tvmq.target import uses_avx2_int8
 
 AVX2_U8S8_DOT_8X4 = "tvmq_avx2_u8s8i32_dot_8x4"
 LANES, REDUCE = 8, 4  # int32 output lanes, products summed into each
@@ -76,29 +78,22 @@ def register_intrinsics() -> None:
     TensorIntrin.register(AVX2_U8S8_DOT_8X4, _dot_8x4_desc, _dot_8x4_avx2, override=True)
 
 
-def uses_avx2_int8(target: tvm.target.Target) -> bool:
-    """Whether `target` is a CPU with AVX2, whose int8 kernels tvmq tensorizes (an x86 target
-    without AVX2 in its mcpu/mattr cannot select the instructions)."""
-    return target.kind.name == "llvm" and bool(target_has_features("avx2", target))
-
-
 def weights_fit_intrin(mod: tvm.IRModule) -> bool:
     """Whether every int8 constant (the weights) of a Relax module lies in [-64, 64], where two
     u8 x s8 products sum within int16 (255 * 128 = 32640): the AVX2 intrinsic is exact for such
     models only (see QConfig.reduce_range)."""
     from tvm import relax
 
-    fits = [True]
+    weights = []
 
     def visit(expr):
         if is_constant(expr) and expr.value.dtype == "int8":
-            values = constant_value(expr)
-            fits[0] = fits[0] and (values.size == 0 or (values.min() >= -64 and values.max() <= 64))
+            weights.append(constant_value(expr))
 
     for func in mod.functions.values():
         if isinstance(func, relax.Function):
             relax.analysis.post_order_visit(func, visit)
-    return fits[0]
+    return all(w.size == 0 or (w.min() >= -64 and w.max() <= 64) for w in weights)
 
 
 def uses_intrin(record: ms.database.TuningRecord) -> bool:
@@ -114,13 +109,19 @@ def tensorizable_block(mod: tvm.IRModule) -> str | None:
         if not isinstance(func, tvm.tirx.PrimFunc):
             continue
         sch.work_on(gv.name_hint)
-        blocks = list(sch.get_child_blocks(sch.get_sblock("root")))
-        while blocks:
-            block = blocks.pop()
+        for block in _blocks_under(sch, sch.get_sblock("root")):
             if get_auto_tensorize_mapping_info(sch, block, _dot_8x4_desc) is not None:
                 return sch.get(block).name_hint
-            blocks.extend(sch.get_child_blocks(block))
     return None
+
+
+def _blocks_under(sch: tvm.s_tir.Schedule, root: tvm.s_tir.SBlockRV) -> Iterator[tvm.s_tir.SBlockRV]:
+    """Every block nested in `root`, at any depth."""
+    blocks = list(sch.get_child_blocks(root))
+    while blocks:
+        block = blocks.pop()
+        yield block
+        blocks.extend(sch.get_child_blocks(block))
 
 
 def _packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV):
@@ -235,22 +236,14 @@ class ScalarLoopsAroundIntrin(ms.postproc.PyPostproc):
             if not isinstance(func, tvm.tirx.PrimFunc):
                 continue
             root = sch.get_sblock("root", func_name=gv.name_hint)
-            if "meta_schedule.vectorize" in sch.get(root).annotations and _has_tensorize_mark(sch, root):
+            if "meta_schedule.vectorize" in sch.get(root).annotations and any(
+                "meta_schedule.auto_tensorize" in sch.get(block).annotations for block in _blocks_under(sch, root)
+            ):
                 sch.unannotate(root, "meta_schedule.vectorize")
         return True
 
     def clone(self) -> ms.postproc.Postproc:
         return ScalarLoopsAroundIntrin()
-
-
-def _has_tensorize_mark(sch: tvm.s_tir.Schedule, root: tvm.s_tir.SBlockRV) -> bool:
-    blocks = list(sch.get_child_blocks(root))
-    while blocks:
-        block = blocks.pop()
-        if "meta_schedule.auto_tensorize" in sch.get(block).annotations:
-            return True
-        blocks.extend(sch.get_child_blocks(block))
-    return False
 
 
 def int8_space() -> ms.space_generator.PostOrderApply:
