@@ -12,7 +12,7 @@ in fp32 and fp16 plus a CPU package, then for each CUDA package:
      how long loading takes (a fatbin loads in milliseconds; source means a compile);
   2. runs 8 random inputs on the GPU and on the CPU and checks they agree: fp32 and int8 to
      max |diff| <= 1e-4 + 1e-3 * max |cpu| (tvmq compile --verify's bound), fp16 to
-     1e-3 + 1e-2 * max |cpu| (tvmq.build.precision.FP16_TOLERANCE);
+     1e-3 + 1e-2 * max |cpu| (tvmq.tolerance);
   3. times both with `Package.benchmark` (median of 20).
 Prints a table, writes --json, exits 1 on a disagreement and 2 when there is no GPU.
 """
@@ -29,20 +29,18 @@ from pathlib import Path
 import numpy as np
 
 import tvmq
-from tvmq.build.precision import FP16_TOLERANCE, to_fp16
 from tvmq.files import write_atomically
 from tvmq.metadata import read_metadata
 from tvmq.resources import examples_dir
+from tvmq.target import cuda_device
+from tvmq.tolerance import FP16_TOLERANCE, FP32_TOLERANCE, allowed_error
 
-FP32_TOLERANCE = {"rtol": 1e-3, "atol": 1e-4}
 SAMPLES = 8
 
 
 def gpu_target(build_only: bool) -> dict | str | None:
     """The target preset for this machine's GPU (cuda-sm80 when building without one)."""
-    import tvm
-
-    device = tvm.cuda(0)
+    device = cuda_device()
     if not device.exist:
         return "cuda-sm80" if build_only else None
     arch = device.compute_version.replace(".", "")
@@ -55,6 +53,8 @@ def build_packages(args, target, work: Path) -> list[tuple[Path, Path]]:
     """(CUDA package, CPU package) pairs: prebuilt, or the model in fp32 and fp16."""
     if args.package:
         return [(Path(args.package), Path(args.cpu_package))]
+    from tvmq.build.precision import to_fp16
+
     shapes = dict(item.split("=", 1) for item in args.input_shape)
     shapes = {name: tuple(int(d) for d in dims.split(",")) for name, dims in shapes.items()}
     model = tvmq.load_model(args.model, input_shapes=shapes)
@@ -71,7 +71,7 @@ def bound(want: np.ndarray, metadata) -> float:
     int8 packages get the float32 bound of their float parts; fp16 its own."""
     fp16 = (metadata.quantization or {}).get("mode") == "fp16"
     tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
-    return tolerance["atol"] + tolerance["rtol"] * float(np.abs(want).max())
+    return allowed_error(want, **tolerance)
 
 
 def check_pair(cuda_dir: Path, cpu_dir: Path, repeat: int) -> dict:
@@ -126,9 +126,7 @@ def main(argv=None) -> int:
             for cuda_dir, _ in pairs:
                 print(f"{cuda_dir.name}: {json.dumps(read_metadata(cuda_dir).device_code)}")
             return 0
-        import tvm
-
-        print(f"GPU: {tvm.cuda(0).device_name} (compute {tvm.cuda(0).compute_version})")
+        print(f"GPU: {cuda_device().device_name} (compute {cuda_device().compute_version})")
         results = [check_pair(cuda_dir, cpu_dir, args.repeat) for cuda_dir, cpu_dir in pairs]
     print(f"{'mode':<5} {'device code':<12} {'load ms':>8} {'max |diff|':>11} {'bound':>9} {'GPU ms':>8} {'CPU ms':>8}")
     for r in results:

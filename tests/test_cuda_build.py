@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 
+import onnx_models
 import pytest
 
 import tvmq
@@ -78,6 +79,24 @@ def _blob(modules) -> bytes:
     for kind, payload in modules:
         body += _string(kind) + (b"" if kind == b"_lib" else _string(payload))
     return len(body).to_bytes(8, "little") + body
+
+
+def test_kernels_that_dlights_matmul_rule_rejects_get_another_default_schedule(tmp_path, monkeypatch):
+    """1x1 conv + ReLU6 + the next layer's "same" pad fuse into one kernel on which dlight's
+    GPU Matmul rule asserts; TVM's own CUDA pipeline then fails the whole build (EfficientNet-Lite0
+    did, fp32 and fp16). tvmq schedules such a kernel with the next rule that applies."""
+    import tvm
+
+    from tvmq.build.lower import codegen_module
+    from tvmq.target import load_target
+
+    model = tvmq.load_model(onnx_models.pointwise_relu6_then_padded_conv())
+    preset = load_target("cuda-sm80")
+    with pytest.raises(Exception, match="consumers of the cache-write stage"):
+        tvm.compile(codegen_module(model.mod, preset), target=preset.tvm_target())
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # CUDA source is enough to see every kernel scheduled
+    metadata = tvmq.compile_model(model, preset, tmp_path / "cuda")
+    assert metadata.device_code["format"] == CUDA_KIND
 
 
 def test_embedding_swaps_only_the_cuda_source_for_the_binary():

@@ -14,11 +14,11 @@ import onnx_models
 import pytest
 
 import tvmq
-from tvmq.build.precision import FP16_TOLERANCE
 from tvmq.errors import PackageError, TvmqError
 from tvmq.quantize import quantize_model
 from tvmq.runtime.cpp_runner import RunnerPackage, build_runner, toolchain
 from tvmq.runtime.runtime_libs import RuntimeUnavailable, host_runtime, runtime_for
+from tvmq.tolerance import FP16_TOLERANCE, allowed_error
 
 ARM = "arm-cortex-a76"
 
@@ -94,7 +94,7 @@ def test_arm_fp16_build_under_qemu_agrees_with_fp32_within_fp16_tolerance(aarch6
     fp32 = x86.run(inputs)["logits"]
     error = np.abs(fp16 - fp32).max()
     # Logits of magnitude ~2: float16's 11 bits give errors near 1e-3, far from fp32's 1e-7.
-    assert 1e-5 < error <= FP16_TOLERANCE["atol"] + FP16_TOLERANCE["rtol"] * np.abs(fp32).max()
+    assert 1e-5 < error <= allowed_error(fp32, **FP16_TOLERANCE)
 
 
 def test_runner_source_in_a_package_builds_natively_and_matches_python(builds, tmp_path):
@@ -183,3 +183,18 @@ def test_fp16_mode_refuses_an_int8_model(models):
 
     with pytest.raises(TvmqError, match="fp16 mode applies to a float model; this one is int8-quantized"):
         to_fp16(models["int8"])
+
+
+def test_fp16_mode_keeps_relu6_bounds(tmp_path):
+    """ReLU6 (Clip 0..6, as in MobileNet/EfficientNet) used to stop fp16 mode: ToMixedPrecision
+    rejects clip's scalar bounds. The fp16 build must still clamp at 0 and 6: inputs scaled x100
+    push most activations past both bounds."""
+    from tvmq.build.precision import to_fp16
+
+    model = tvmq.load_model(onnx_models.padded_relu6_convs())
+    tvmq.compile_model(model, "host", tmp_path / "fp32")
+    tvmq.compile_model(to_fp16(model), "host", tmp_path / "fp16")
+    inputs = {name: 100 * value for name, value in tvmq.load_package(tmp_path / "fp32").random_inputs(1).items()}
+    [fp32] = tvmq.load_package(tmp_path / "fp32").run(inputs).values()
+    [fp16] = tvmq.load_package(tmp_path / "fp16").run(inputs).values()
+    assert np.abs(fp16 - fp32).max() <= allowed_error(fp32, **FP16_TOLERANCE)

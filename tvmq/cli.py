@@ -128,7 +128,8 @@ def _cmd_compile(args) -> None:
 
 
 def _verify(package_dir, model, preset, quantization: dict | None) -> None:
-    from tvmq.build.precision import FP16_TOLERANCE, is_fp16
+    from tvmq.build.precision import is_fp16
+    from tvmq.tolerance import FP16_TOLERANCE
     from tvmq.verify import compare_with_reference
 
     if quantization and not is_fp16(quantization):

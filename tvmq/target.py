@@ -22,6 +22,26 @@ from tvmq.resources import presets_dir
 _MACHINE_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
+def cuda_device():
+    """TVM's first CUDA device. A runtime-only TVM (`TVM_USE_RUNTIME_LIB=1`, what a deployment
+    machine needs) does not load its CUDA library by itself, so load it first; without a GPU
+    driver that fails quietly and the device does not exist."""
+    import tvm
+    from tvm.base import _LOADED_LIBS
+
+    if "tvm_runtime_cuda" not in _LOADED_LIBS:
+        from tvm_ffi.libinfo import load_lib_ctypes
+
+        runtime_dir = Path(_LOADED_LIBS["tvm_runtime"]._name).resolve().parent
+        try:
+            _LOADED_LIBS["tvm_runtime_cuda"] = load_lib_ctypes(
+                package="tvm", target_name="tvm_runtime_cuda", extra_lib_paths=[runtime_dir], mode="RTLD_LOCAL"
+            )
+        except (OSError, RuntimeError):
+            pass
+    return tvm.cuda(0)
+
+
 @dataclass(frozen=True)
 class TargetPreset:
     """A TVM target plus what it takes to build for it and run its builds."""
@@ -55,9 +75,7 @@ class TargetPreset:
         if self.arch != this_machine():
             return f"target {self.name} is {self.arch}; this machine is {this_machine()}"
         if self.kind == "cuda":
-            import tvm
-
-            return None if tvm.cuda(0).exist else f"target {self.name} needs a CUDA GPU; none found"
+            return None if cuda_device().exist else f"target {self.name} needs a CUDA GPU; none found"
         if self.kind != "llvm":
             return f"target {self.name} runs on {self.kind} devices, which tvmq cannot run here"
         missing = [f for f in self.cpu_features if f not in _cpu_flags()]

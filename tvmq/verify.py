@@ -9,6 +9,7 @@ import numpy as np
 from tvmq.errors import VerificationError
 from tvmq.frontend.imported import Reference
 from tvmq.runtime import Package
+from tvmq.tolerance import FP32_TOLERANCE, allowed_error
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,11 @@ class OutputComparison:
 
 
 def compare_with_reference(
-    package: Package, reference: Reference, seed: int = 0, rtol: float = 1e-3, atol: float = 1e-4
+    package: Package,
+    reference: Reference,
+    seed: int = 0,
+    rtol: float = FP32_TOLERANCE["rtol"],
+    atol: float = FP32_TOLERANCE["atol"],
 ) -> list[OutputComparison]:
     """Run package and reference on the same random inputs and compare every output: an output
     agrees when max |tvm - ref| <= atol + rtol * max |ref|. Raises VerificationError otherwise."""
@@ -38,9 +43,9 @@ def compare_with_reference(
         if got.shape != want.shape:
             raise VerificationError(f"output {name!r}: shape {list(got.shape)}, reference {list(want.shape)}")
         diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
-        scale = float(np.max(np.abs(want))) if want.size else 0.0
         max_diff = float(np.max(diff)) if diff.size else 0.0
-        comparisons.append(OutputComparison(name, max_diff if np.isfinite(max_diff) else np.inf, atol + rtol * scale))
+        bound = allowed_error(want, rtol, atol)
+        comparisons.append(OutputComparison(name, max_diff if np.isfinite(max_diff) else np.inf, bound))
     failed = [c for c in comparisons if not c.ok]
     if failed:
         raise VerificationError(

@@ -10,12 +10,17 @@ from tvmq.target import TargetPreset, check_compiler
 
 
 def build_executable(mod, preset: TargetPreset):
-    """Compile a Relax module for the preset's target with TVM's default pipeline."""
+    """Compile a Relax module for the preset's target with TVM's default pipeline (on GPUs,
+    tvmq's variant of it: see `_pipeline`)."""
     import tvm
+    from tvm import relax
 
+    target = preset.tvm_target()
     with step(f"compiling for {preset.name}"):
         try:
-            return tvm.compile(mod, target=preset.tvm_target())
+            if target.kind.name == "cuda":
+                return relax.build(mod, target=target, relax_pipeline=_pipeline(target, tuned=False))
+            return tvm.compile(mod, target=target)
         except Exception as err:
             raise BuildError(f"compiling for {preset.name} failed: {type(err).__name__}: {err}") from err
 
@@ -46,21 +51,24 @@ def build_tuned_executable(mod, preset: TargetPreset, log_dir: Path, num_cores: 
     with step(f"compiling for {preset.name} with tuned kernels ({covered.describe()})"):
         try:
             with target, database, tvm.transform.PassContext(opt_level=3):
-                return relax.build(mod, target=target, relax_pipeline=_tuned_pipeline(target)), covered
+                return relax.build(mod, target=target, relax_pipeline=_pipeline(target, tuned=True)), covered
         except Exception as err:
             raise BuildError(f"compiling for {preset.name} failed: {type(err).__name__}: {err}") from err
 
 
-def _tuned_pipeline(target):
-    """TVM's pipeline with the log's kernels swapped in for the fused functions they tuned (before
-    any default schedule, so the functions still match the tuned workloads), and the weight
-    packing those kernels chose (layout-rewrite blocks) split out and evaluated on the constant
-    weights at compile time, so it never runs per inference."""
+def _pipeline(target, tuned: bool):
+    """TVM's backend pipeline for the target, with two changes. Tuned: the log's kernels are
+    swapped in for the fused functions they tuned (before any default schedule, so the functions
+    still match the tuned workloads), and the weight packing those kernels chose (layout-rewrite
+    blocks) is split out and evaluated on the constant weights at compile time, so it never runs
+    per inference. GPU: kernels the log lacks get dlight's default schedules through
+    `default_gpu_schedule`, which survives the rules that fail on some kernels."""
     import tvm
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
     from tvm.relax.backend.cuda import pipeline as cuda_pipeline
-    from tvm.s_tir import dlight as dl
+
+    from tvmq.build.cuda import default_gpu_schedule
 
     gpu = target.kind.name == "cuda"  # tvmq's two target kinds: llvm and cuda
     pipeline = cuda_pipeline if gpu else cpu_pipeline
@@ -71,16 +79,15 @@ def _tuned_pipeline(target):
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),
-        relax.transform.MetaScheduleApplyDatabase(),
-        relax.transform.SplitLayoutRewritePreproc(),
-        relax.transform.FoldConstant(),
     ]
-    if gpu:  # default schedules for the kernels the log lacks
-        fuse.append(
-            dl.ApplyDefaultSchedule(
-                dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()
-            )
-        )
+    if tuned:
+        fuse += [
+            relax.transform.MetaScheduleApplyDatabase(),
+            relax.transform.SplitLayoutRewritePreproc(),
+            relax.transform.FoldConstant(),
+        ]
+    if gpu:
+        fuse.append(default_gpu_schedule())
     return tvm.transform.Sequential([*fuse, *pipeline.dataflow_lower_passes(target), *pipeline.finalize_passes(target)])
 
 

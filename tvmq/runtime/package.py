@@ -15,7 +15,7 @@ import numpy as np
 from tvmq.errors import InputError, PackageError
 from tvmq.metadata import PackageMetadata, read_metadata
 from tvmq.runtime.threads import num_threads, set_num_threads
-from tvmq.target import TargetPreset
+from tvmq.target import TargetPreset, cuda_device
 from tvmq.tensors import TensorSpec
 
 
@@ -119,7 +119,7 @@ class Package:
         """Load the package at `path` after checking the library's sha256 and that this machine
         can run its target."""
         import tvm
-        from tvm import relax
+        from tvm.runtime.vm import VirtualMachine  # the runtime's, so TVM_USE_RUNTIME_LIB=1 works
 
         path = Path(path)
         metadata = read_metadata(path)
@@ -127,8 +127,8 @@ class Package:
         reason = preset.cannot_run_here()
         if reason:
             raise PackageError(f"cannot run {path} on this machine: {reason}")
-        device = tvm.cuda(0) if preset.kind == "cuda" else tvm.cpu(0)
-        vm = relax.VirtualMachine(_load_verified_library(path, metadata), device)
+        device = cuda_device() if preset.kind == "cuda" else tvm.cpu(0)
+        vm = VirtualMachine(_load_verified_library(path, metadata), device)
         return cls(path, metadata, vm, device)
 
     @property

@@ -35,7 +35,8 @@ class RemotePackage(Package):
     @classmethod
     def connect(cls, path: str | os.PathLike, address: str, timeout_s: int = 600) -> RemotePackage:
         """Upload the package's library to the RPC server at `address` (HOST:PORT) and load it."""
-        from tvm import relax, rpc
+        from tvm import rpc
+        from tvm.runtime.vm import VirtualMachine
 
         path = Path(path)
         metadata = read_metadata(path)
@@ -50,7 +51,7 @@ class RemotePackage(Package):
         try:
             session.upload(bytearray(library), target=remote_name)
             device = session.cuda(0) if kind == "cuda" else session.cpu(0)
-            vm = relax.VirtualMachine(session.load_module(remote_name), device)
+            vm = VirtualMachine(session.load_module(remote_name), device)
         except Exception as err:
             raise PackageError(
                 f"the RPC server at {address} cannot load {path} (built for {metadata.target['name']}): "
