@@ -1,8 +1,8 @@
-"""The AVX2 u8 x s8 -> s32 intrinsic and the int8 search space: every tensorized design space
-computes exactly what numpy does (odd shapes, padded), the instructions reach the assembly,
-float kernels keep MetaSchedule's default space, tensorized records survive the tuning log and
-compile into kernels on weights packed once, and models whose 8-bit weights could overflow the
-intrinsic's int16 sums never get them."""
+"""tvmq's u8 x s8 -> s32 intrinsics (AVX2, AVX-512BW, AVX-512 VNNI) and the int8 search space:
+every tensorized design space computes exactly what numpy does (odd shapes, padded), the
+instructions reach the assembly, float kernels keep MetaSchedule's default space, tensorized
+records survive the tuning log and compile into kernels on weights packed once, and models
+whose 8-bit weights could overflow vpmaddubsw's int16 sums never get kernels built on it."""
 
 import logging
 import re
@@ -16,17 +16,19 @@ from tvm.s_tir import meta_schedule as ms
 from tvmq.build.compile import build_tuned_executable
 from tvmq.target import load_target
 from tvmq.tune.int8_kernels import (
-    AVX2_U8S8_DOT_8X4,
+    INTRINSICS,
     int8_space,
+    intrin_for,
+    record_intrin,
     tune_contexts,
-    uses_intrin,
-    weights_fit_intrin,
+    weights_within_7_bits,
 )
 from tvmq.tune.log import TuningLog, merge
 from tvmq.tune.tasks import extract_tasks, tuning_target
 from tvmq.tune.tuner import quiet_meta_schedule
 
 X86_AVX2 = tuning_target(load_target("x86-avx2"), num_cores=2)
+X86_PRESETS = ["x86-avx2", "x86-avx512", "x86-vnni"]  # one per intrinsic
 
 
 def _matmul_module(x_dtype: str, weights: np.ndarray, rows: int) -> tvm.IRModule:
@@ -40,49 +42,72 @@ def _matmul_module(x_dtype: str, weights: np.ndarray, rows: int) -> tvm.IRModule
     return builder.get()
 
 
-def _tensorized_spaces(kernel: tvm.IRModule) -> list[tvm.s_tir.Schedule]:
-    """The int8 space's design spaces for `kernel`, post-processed as MetaSchedule would."""
-    context = ms.TuneContext(kernel, target=X86_AVX2, space_generator=int8_space(), task_name="t", rand_state=0)
+def _tensorized_spaces(kernel: tvm.IRModule, target=X86_AVX2) -> list[tvm.s_tir.Schedule]:
+    """The int8 space's design spaces for `kernel` that use the target's intrinsic,
+    post-processed as MetaSchedule would."""
+    intrin = intrin_for(target)
+    context = ms.TuneContext(kernel, target=target, space_generator=int8_space(intrin), task_name="t", rand_state=0)
     spaces = []
     for space in context.space_generator.generate_design_space(kernel):
         if all(postproc.apply(space) for postproc in context.space_generator.postprocs):
             spaces.append(space)
-    return spaces
+    return [space for space in spaces if intrin.name in str(space.trace)]
 
 
-def _is_tensorized(sch: tvm.s_tir.Schedule) -> bool:
-    return AVX2_U8S8_DOT_8X4 in str(sch.trace)
+def test_each_x86_target_gets_the_best_int8_instructions_it_has():
+    chosen = {name: intrin_for(tuning_target(load_target(name), 2)).isa for name in X86_PRESETS}
+    assert chosen == {"x86-avx2": "avx2", "x86-avx512": "avx512bw", "x86-vnni": "avx512vnni"}
+    assert intrin_for(tuning_target(load_target("arm-cortex-a76"), 2)) is None
 
 
+@pytest.mark.parametrize("preset", X86_PRESETS)
 @pytest.mark.parametrize("rows, depth, columns", [(5, 13, 19), (3, 64, 24), (2, 6, 8)])
-def test_every_tensorized_design_space_matches_numpy_exactly_on_odd_shapes(rows, depth, columns):
+def test_every_tensorized_design_space_matches_numpy_exactly_on_odd_shapes(preset, rows, depth, columns):
+    reason = load_target(preset).cannot_run_here()
+    if reason:
+        pytest.skip(reason)
+    target = tuning_target(load_target(preset), 2)
     rng = np.random.default_rng(depth)
-    # 7-bit weights: a pair of products stays within int16, so no saturation can occur.
-    weights_i8 = rng.integers(-64, 64, (depth, columns)).astype("int8")
+    # vpmaddubsw: 7-bit weights keep a pair of products within int16. vpdpbusd sums in int32,
+    # so the VNNI intrinsic gets the full 8-bit range, extremes included.
+    low, high = (-64, 64) if intrin_for(target).saturates else (-128, 127)
+    weights_i8 = rng.integers(low, high + 1, (depth, columns)).astype("int8")
+    weights_i8.flat[:2] = (low, high)
     x_u8 = rng.integers(0, 256, (rows, depth)).astype("uint8")
-    (task,) = extract_tasks(_matmul_module("uint8", weights_i8, rows), X86_AVX2)
-    spaces = [s for s in _tensorized_spaces(task.dispatched[0]) if _is_tensorized(s)]
+    x_u8.flat[0] = 255
+    (task,) = extract_tasks(_matmul_module("uint8", weights_i8, rows), target)
+    spaces = _tensorized_spaces(task.dispatched[0], target)
     assert spaces, "no design space used the intrinsic"
     expected = x_u8.astype(np.int32) @ weights_i8.astype(np.int32)
     for space in spaces:
-        kernel = tvm.build(space.mod, target=X86_AVX2)
+        kernel = tvm.build(space.mod, target=target)
         out = tvm.runtime.tensor(np.zeros(expected.shape, "int32"))
         kernel["main"](tvm.runtime.tensor(x_u8), tvm.runtime.tensor(weights_i8), out)
         np.testing.assert_array_equal(out.numpy(), expected)
 
 
-def test_the_x86_avx2_int8_matmul_assembly_contains_vpmaddubsw():
-    weights_i8 = np.ones((64, 32), "int8")
-    (task,) = extract_tasks(_matmul_module("uint8", weights_i8, 16), X86_AVX2)
-    space = next(s for s in _tensorized_spaces(task.dispatched[0]) if _is_tensorized(s))
-    assembly = tvm.build(space.mod, target=X86_AVX2).inspect_source("asm")
-    assert "vpmaddubsw" in assembly and "vpmaddwd" in assembly
+@pytest.mark.parametrize(
+    "preset, instructions",
+    [
+        ("x86-avx2", ["vpmaddubsw\t%ymm", "vpmaddwd\t%ymm"]),
+        ("x86-avx512", ["vpmaddubsw\t%zmm", "vpmaddwd\t%zmm"]),
+        ("x86-vnni", ["vpdpbusd\t%zmm"]),
+    ],
+)
+def test_the_int8_matmul_assembly_contains_the_targets_dot_product_instructions(preset, instructions):
+    # Code generation only: it needs no CPU that has the instructions.
+    target = tuning_target(load_target(preset), 2)
+    (task,) = extract_tasks(_matmul_module("uint8", np.ones((64, 32), "int8"), 16), target)
+    space = _tensorized_spaces(task.dispatched[0], target)[0]
+    assembly = tvm.build(space.mod, target=target).inspect_source("asm")
+    for instruction in instructions:
+        assert re.search(instruction, assembly), instruction
 
 
 def test_float_kernels_keep_the_default_search_space(tmp_path):
     tasks = extract_tasks(_matmul_module("float32", np.ones((16, 8), "float32"), 4), X86_AVX2)
     with quiet_meta_schedule():
-        (context,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, use_intrin=True)
+        (context,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, weights_7_bit=True)
     assert not _uses_int8_space(context)
 
 
@@ -90,44 +115,47 @@ def _uses_int8_space(context) -> bool:
     return any(isinstance(postproc, ms.postproc.RewriteTensorize) for postproc in context.space_generator.postprocs)
 
 
-def test_int8_kernels_get_the_int8_space_only_when_the_weights_fit_the_intrinsic(tmp_path):
-    tasks = extract_tasks(_matmul_module("uint8", np.ones((16, 8), "int8"), 4), X86_AVX2)
+@pytest.mark.parametrize("preset, with_8_bit_weights", [("x86-avx2", False), ("x86-avx512", False), ("x86-vnni", True)])
+def test_int8_kernels_get_the_int8_space_with_8_bit_weights_only_with_vnni(tmp_path, preset, with_8_bit_weights):
+    target = tuning_target(load_target(preset), 2)
+    tasks = extract_tasks(_matmul_module("uint8", np.ones((16, 16), "int8"), 4), target)
     with quiet_meta_schedule():  # MetaSchedule's logging setup fails on pytest's log handlers
-        (fits,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, use_intrin=True)
-        (overflows,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, use_intrin=False)
-    assert _uses_int8_space(fits) and not _uses_int8_space(overflows)
+        (fits,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, weights_7_bit=True)
+        (overflows,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, weights_7_bit=False)
+    assert _uses_int8_space(fits)
+    assert _uses_int8_space(overflows) == with_8_bit_weights
 
 
-def test_weights_fit_the_intrinsic_when_two_products_stay_within_int16():
+def test_weights_fit_7_bits_when_two_products_stay_within_int16():
     # 255 * (64 + 64) = 32640 fits int16; one weight of 65 lets 255 * (65 + 64) = 32895 overflow.
-    assert weights_fit_intrin(_matmul_module("uint8", np.full((8, 8), -64, "int8"), 1))
-    assert not weights_fit_intrin(_matmul_module("uint8", np.full((8, 8), 65, "int8"), 1))
+    assert weights_within_7_bits(_matmul_module("uint8", np.full((8, 8), -64, "int8"), 1))
+    assert not weights_within_7_bits(_matmul_module("uint8", np.full((8, 8), 65, "int8"), 1))
 
 
-def _log_with_a_tensorized_record(directory, mod: tvm.IRModule, plain_seconds=()) -> tvm.IRModule:
+def _log_with_a_tensorized_record(directory, mod: tvm.IRModule, plain_seconds=(), target=X86_AVX2) -> tvm.IRModule:
     """A tuning log at `directory` holding one tensorized record (10 us) for `mod`'s kernel and
     untensorized ones measured at `plain_seconds`; returns the kernel as the tensorized record
     schedules it."""
-    (task,) = extract_tasks(mod, X86_AVX2)
+    (task,) = extract_tasks(mod, target)
     kernel = task.dispatched[0]
-    space = next(s for s in _tensorized_spaces(kernel) if _is_tensorized(s))
-    log = TuningLog(directory, X86_AVX2)
+    space = _tensorized_spaces(kernel, target)[0]
+    log = TuningLog(directory, target)
     workload, args = log.commit_workload(kernel), ms.arg_info.ArgInfo.from_prim_func(kernel["main"])
-    log.commit_tuning_record(ms.database.TuningRecord(space.trace, workload, [1e-5], X86_AVX2, args))
+    log.commit_tuning_record(ms.database.TuningRecord(space.trace, workload, [1e-5], target, args))
     for seconds in plain_seconds:
         trace = tvm.s_tir.Schedule(kernel).trace
-        log.commit_tuning_record(ms.database.TuningRecord(trace, workload, [seconds], X86_AVX2, args))
+        log.commit_tuning_record(ms.database.TuningRecord(trace, workload, [seconds], target, args))
     return space.mod
 
 
 def test_a_tensorized_record_is_written_to_the_log_and_read_back(tmp_path):
     scheduled = _log_with_a_tensorized_record(tmp_path, _matmul_module("uint8", np.ones((64, 32), "int8"), 16))
     (record,) = TuningLog(tmp_path, X86_AVX2).get_all_tuning_records()
-    assert uses_intrin(record)
+    assert record_intrin(record) is INTRINSICS["avx2"]
     replayed = tvm.s_tir.Schedule(record.workload.mod)
     record.trace.apply_to_schedule(replayed, remove_postproc=False)
     tvm.ir.assert_structural_equal(replayed.mod, scheduled)
-    without = TuningLog(tmp_path, X86_AVX2, use_intrin=False)
+    without = TuningLog(tmp_path, X86_AVX2, weights_7_bit=False)
     assert len(without) == 0 and without.skipped_intrin == 1
 
 
@@ -136,8 +164,8 @@ def test_a_pruned_merge_keeps_the_best_plain_record_beside_the_best_tensorized_o
     _log_with_a_tensorized_record(tmp_path / "full", mod, plain_seconds=[3e-5, 2e-5])
     assert merge([tmp_path / "full"], tmp_path / "pruned", top=1) == 2
     kept = TuningLog(tmp_path / "pruned", X86_AVX2).get_all_tuning_records()
-    assert sorted(uses_intrin(record) for record in kept) == [False, True]
-    (plain,) = TuningLog(tmp_path / "pruned", X86_AVX2, use_intrin=False).get_all_tuning_records()
+    assert sorted(record_intrin(record) is not None for record in kept) == [False, True]
+    (plain,) = TuningLog(tmp_path / "pruned", X86_AVX2, weights_7_bit=False).get_all_tuning_records()
     assert [float(s) for s in plain.run_secs] == [2e-5]
 
 
@@ -175,3 +203,33 @@ def test_8_bit_weights_compile_without_the_tensorized_records(tmp_path, caplog):
     assert "need 7-bit weights" in caplog.text and not covered.tuned
     x = np.full((3, 40), 255, "uint8")
     np.testing.assert_array_equal(_run_vm(executable, x), x.astype(np.int32) @ weights.astype(np.int32))
+
+
+def test_vnni_records_apply_to_8_bit_weights_and_compute_exactly(tmp_path):
+    """vpdpbusd has no int16 step: the weights that vpmaddubsw would overflow on get the
+    tensorized kernel with VNNI, and its results are exact."""
+    preset = load_target("x86-vnni")
+    target = tuning_target(preset, 2)
+    weights = np.full((40, 24), 127, "int8")
+    weights[::3] = -128
+    mod = _matmul_module("uint8", weights, 3)
+    _log_with_a_tensorized_record(tmp_path, mod, target=target)
+    executable, covered = build_tuned_executable(mod, preset, tmp_path, num_cores=2)
+    assert len(covered.tuned) == 1
+    if preset.cannot_run_here():
+        pytest.skip(preset.cannot_run_here())
+    x = np.full((3, 40), 255, "uint8")
+    np.testing.assert_array_equal(_run_vm(executable, x), x.astype(np.int32) @ weights.astype(np.int32))
+
+
+@pytest.mark.parametrize("preset", ["x86-avx512", "x86-vnni"])
+def test_the_default_space_never_uses_tvms_own_x86_int8_intrinsics(tmp_path, preset):
+    """MetaSchedule's space chosen by target tensorizes int8 kernels on AVX-512 CPUs with TVM's
+    dot_16x4_avx512 (vpmaddubsw: wrong on 8-bit weights) or dot_16x4_vnni (rejected by LLVM)."""
+    target = tuning_target(load_target(preset), 2)
+    tasks = extract_tasks(_matmul_module("uint8", np.ones((64, 64), "int8"), 16), target)
+    with quiet_meta_schedule():
+        (context,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, weights_7_bit=False)
+        spaces = context.space_generator.generate_design_space(context.mod)
+    traces = [str(space.trace) for space in spaces]
+    assert traces and not any(name in trace for trace in traces for name in ("dot_16x4_vnni", "dot_16x4_avx512"))

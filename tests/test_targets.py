@@ -6,7 +6,7 @@ import pytest
 
 import tvmq
 from tvmq.errors import TargetError
-from tvmq.target import TargetPreset, list_presets, load_target
+from tvmq.target import TargetPreset, int8_dot_isa, int8_weights_need_7_bits, list_presets, load_target
 
 REQUIRED = [
     "host",
@@ -103,3 +103,19 @@ def test_malformed_preset_files_name_the_file_and_problem(tmp_path, content, mes
 
 def test_top_level_api_exposes_target_loading():
     assert tvmq.load_target("x86-avx2").target["mcpu"] == "haswell"
+
+
+@pytest.mark.parametrize(
+    "preset, isa, seven_bit_weights",
+    [
+        ("x86-avx2", "avx2", True),  # vpmaddubsw on ymm: int16 pair sums
+        ("x86-avx512", "avx512bw", True),  # the same on zmm
+        ("x86-vnni", "avx512vnni", False),  # vpdpbusd sums in int32: 8-bit weights are exact
+        ("arm-cortex-a76", None, False),
+        ("cuda-sm80", None, False),
+    ],
+)
+def test_int8_instructions_and_weight_bits_follow_the_target(preset, isa, seven_bit_weights):
+    target = load_target(preset).tvm_target()
+    assert int8_dot_isa(target) == isa
+    assert int8_weights_need_7_bits(target) == seven_bit_weights

@@ -106,17 +106,27 @@ class TargetPreset:
         )
 
 
-def uses_avx2_int8(target) -> bool:
-    """Whether tvmq's int8 kernels for a TVM target are the AVX2 ones (x86 CPUs with AVX2), built
-    on vpmaddubsw, whose int16 pair sums 8-bit weights can overflow: int8 models for such targets
-    keep their weights within 7 bits (see tvmq.tune.int8_kernels)."""
+# The x86 int8 dot-product instructions tvmq's int8 kernels are built on, best first (LLVM
+# feature names): vpdpbusd sums four u8 x s8 products straight into int32; vpmaddubsw (AVX-512BW
+# and AVX2, followed by vpmaddwd) first sums pairs of them into int16, saturating.
+INT8_DOT_ISAS = ("avx512vnni", "avx512bw", "avx2")
+SATURATING_INT8_DOT_ISAS = ("avx512bw", "avx2")
+
+
+def int8_dot_isa(target) -> str | None:
+    """Which of INT8_DOT_ISAS tvmq's int8 kernels use on a TVM target, or None (not x86)."""
     from tvm.target.codegen import target_has_features
 
-    return (
-        target.kind.name == "llvm"
-        and "x86" in str(target.attrs.get("mtriple", "x86"))
-        and bool(target_has_features("avx2", target))
-    )
+    if target.kind.name != "llvm" or "x86" not in str(target.attrs.get("mtriple", "x86")):
+        return None
+    return next((isa for isa in INT8_DOT_ISAS if target_has_features(isa, target)), None)
+
+
+def int8_weights_need_7_bits(target) -> bool:
+    """Whether int8 models for a TVM target keep their weights within 7 bits: its int8 kernels
+    use vpmaddubsw, whose int16 pair sums 8-bit weights can overflow (see
+    tvmq.tune.int8_kernels); with VNNI they cannot."""
+    return int8_dot_isa(target) in SATURATING_INT8_DOT_ISAS
 
 
 def this_machine() -> str:

@@ -31,19 +31,19 @@ def build_tuned_executable(mod, preset: TargetPreset, log_dir: Path, num_cores: 
     import tvm
     from tvm import relax
 
-    from tvmq.tune.int8_kernels import weights_fit_intrin
+    from tvmq.tune.int8_kernels import weights_within_7_bits
     from tvmq.tune.log import TuningLog
     from tvmq.tune.tasks import coverage, extract_tasks, tuning_target
 
     if not Path(log_dir).is_dir():
         raise BuildError(f"tuning log {log_dir} does not exist")
     target = tuning_target(preset, num_cores)
-    use_intrin = weights_fit_intrin(mod)
-    database = TuningLog(log_dir, target, use_intrin)
+    database = TuningLog(log_dir, target, weights_within_7_bits(mod))
     if database.skipped_intrin:
         log.warning(
-            "%d records of %s use the AVX2 int8 kernels, which need 7-bit weights (quantize with "
-            "reduce_range); this model's weights use 8 bits, so those kernels are not applied",
+            "%d records of %s use int8 kernels built on vpmaddubsw, which need 7-bit weights "
+            "(quantize with reduce_range); this model's weights use 8 bits, so those kernels are "
+            "not applied",
             database.skipped_intrin,
             log_dir,
         )

@@ -32,7 +32,7 @@ from tvmq.quantize.qdq import insert_qdq
 from tvmq.quantize.qparams import affine_qparams, qrange
 from tvmq.quantize.realize import realize
 from tvmq.quantize.report import quantization_error
-from tvmq.target import TargetPreset, load_target, uses_avx2_int8
+from tvmq.target import TargetPreset, int8_weights_need_7_bits, load_target
 
 __all__ = ["QConfig", "QuantizationError", "for_codegen", "has_qdq", "quantize_model", "realize"]
 
@@ -79,7 +79,7 @@ def quantize_model(
     compiled for, settles what the config leaves open (7-bit weights on x86)."""
     config = config or QConfig()
     if config.reduce_range is None:
-        reduce_range = target is not None and uses_avx2_int8(load_target(target).tvm_target())
+        reduce_range = target is not None and int8_weights_need_7_bits(load_target(target).tvm_target())
         config = dataclasses.replace(config, reduce_range=reduce_range)
     with step("preparing the model for quantization"):
         mod = prepare_for_quantization(model.mod)

@@ -14,9 +14,10 @@ class QConfig:
 
     Weights are always symmetric int8: per output channel by default, per tensor with
     `per_channel=False`; `reduce_range` keeps them within 7 bits ([-63, 63]), which lets x86
-    CPUs use their fast u8 x s8 instruction exactly (vpmaddubsw adds two u8 x s8 products in
-    int16, which full-range weights can overflow). None decides by the target the model is
-    quantized for (on x86 with AVX2: tvmq.target.uses_avx2_int8), False without one.
+    CPUs without VNNI use their fast u8 x s8 instruction exactly (vpmaddubsw adds two u8 x s8
+    products in int16, which full-range weights can overflow). None decides by the target the
+    model is quantized for (tvmq.target.int8_weights_need_7_bits: x86 with AVX2 or AVX-512BW but
+    no VNNI), False without one.
     Activations are `activation_dtype`, asymmetric unless `symmetric_activations`. Their ranges come from calibration with `method` (`percentile`
     and `bins` tune it) over at most `num_samples` samples. `skip` keeps layers in float, by
     layer name (as `tvmq report` lists them, or the model's node name) or op type (`conv2d`,

@@ -1,21 +1,25 @@
-"""Int8 kernels on x86 AVX2: a u8 x s8 -> s32 dot-product tensor intrinsic and the MetaSchedule
-search space that tiles int8 conv2d and matmul around it.
+"""Int8 kernels on x86: u8 x s8 -> s32 dot-product tensor intrinsics and the MetaSchedule
+search space that tiles int8 conv2d and matmul around them.
 
-TVM 0.27 ships no AVX2 int8 intrinsic (its VNNI one is rejected by LLVM) and no default rule
-that tensorizes int8 kernels, so tuned int8 code is ordinary scalar-widening loops. The
-intrinsic adds four u8 x s8 products into each of 8 int32 lanes with vpmaddubsw (u8 x s8 pairs
-summed into int16, saturating) + vpmaddwd (int16 pairs summed into int32). The int16 step
-saturates when a pair of products exceeds 32767 (e.g. 255 x 127 twice): results are exact when
-weights stay within 7 bits or activations within 127.
+TVM 0.27 ships no usable x86 int8 intrinsic (its VNNI one is rejected by LLVM) and no default
+rule that tensorizes int8 kernels, so tuned int8 code is ordinary scalar-widening loops. Each
+intrinsic here adds four u8 x s8 products into each of its int32 lanes, with the best
+instructions the target has (tvmq.target.int8_dot_isa):
+  avx512vnni  vpdpbusd, 16 lanes: products summed straight into int32, exact for any weights;
+  avx512bw    vpmaddubsw + vpmaddwd on zmm, 16 lanes;
+  avx2        vpmaddubsw + vpmaddwd on ymm, 8 lanes.
+vpmaddubsw sums pairs of u8 x s8 products into int16, saturating when a pair exceeds 32767
+(255 x 127 twice): results are exact when weights stay within 7 bits (QConfig.reduce_range).
 
-Tensorizing needs the weights laid out [.., N/8, .., K/4, 8, 4]; MetaSchedule's RewriteLayout
-postprocessor picks that layout for constant weights (marked layout-free before tuning) and the
-compiler then folds the transformation into the constants once, at compile time.
+Tensorizing needs the weights laid out [.., N/lanes, .., K/4, lanes, 4]; MetaSchedule's
+RewriteLayout postprocessor picks that layout for constant weights (marked layout-free before
+tuning) and the compiler then folds the transformation into the constants once, at compile time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import tvm
 from tvm.ir.utils import derived_object
@@ -25,63 +29,145 @@ from tvm.s_tir.schedule.analysis import get_auto_tensorize_mapping_info
 from tvm.script import tirx as T
 
 from tvmq.quantize.graph import constant_value, is_constant
-from tvmq.target import uses_avx2_int8
+from tvmq.target import SATURATING_INT8_DOT_ISAS, int8_dot_isa
 
-AVX2_U8S8_DOT_8X4 = "tvmq_avx2_u8s8i32_dot_8x4"
-LANES, REDUCE = 8, 4  # int32 output lanes, products summed into each
+REDUCE = 4  # u8 x s8 products summed into each int32 lane
+
+
+def _dot_description(lanes: int) -> tvm.tirx.PrimFunc:
+    """What every intrinsic computes: C[i] += sum_k A[k] * B[i, k] for `lanes` outputs."""
+
+    @T.prim_func(s_tir=True)
+    def description(
+        A: T.Buffer((4,), "uint8", offset_factor=1),
+        B: T.Buffer((lanes, 4), "int8", offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            for i in T.serial(0, lanes):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    return description
+
+
+def _pmaddubsw_dot(lanes: int, pmaddubsw: str, pmaddwd: str) -> tvm.tirx.PrimFunc:
+    """The description with vpmaddubsw (u8 x s8 pairs summed into int16, saturating) + vpmaddwd
+    (int16 pairs summed into int32), for ymm (8 lanes) or zmm (16)."""
+    bytes_u8, bytes_i8, pairs, sums = f"uint8x{4 * lanes}", f"int8x{4 * lanes}", f"int16x{2 * lanes}", f"int32x{lanes}"
+
+    @T.prim_func(s_tir=True)
+    def implementation(
+        A: T.Buffer((4,), "uint8", offset_factor=1),
+        B: T.Buffer((lanes, 4), "int8", offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            # The 4 activations as one int32, broadcast to every lane, seen again as bytes.
+            a_bytes = T.reinterpret(
+                T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), lanes), dtype=bytes_u8
+            )
+            pair_sums = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(pmaddubsw), a_bytes, B.vload([0, 0], dtype=bytes_i8), dtype=pairs
+            )
+            C[T.ramp(T.int32(0), 1, lanes)] += T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(pmaddwd), pair_sums, T.broadcast(T.int16(1), 2 * lanes), dtype=sums
+            )
+
+    return implementation
 
 
 @T.prim_func(s_tir=True)
-def _dot_8x4_desc(
+def _vpdpbusd_dot_16x4(
     A: T.Buffer((4,), "uint8", offset_factor=1),
-    B: T.Buffer((8, 4), "int8", offset_factor=1),
-    C: T.Buffer((8,), "int32", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1),
 ) -> None:
     with T.sblock("root"):
-        T.reads(C[0:8], A[0:4], B[0:8, 0:4])
-        T.writes(C[0:8])
-        for i in T.serial(0, 8):
-            for k in T.serial(0, 4):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        # LLVM's vpdpbusd takes the bytes as <64 x i8> (TVM's own intrinsic passes <16 x i32>,
+        # which this LLVM rejects).
+        a_bytes = T.reinterpret(
+            T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 16), dtype="uint8x64"
+        )
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+            C.vload([0], dtype="int32x16"),
+            a_bytes,
+            B.vload([0, 0], dtype="int8x64"),
+            dtype="int32x16",
+        )
 
 
-@T.prim_func(s_tir=True)
-def _dot_8x4_avx2(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
-    B: T.Buffer((8, 4), "int8", offset_factor=1),
-    C: T.Buffer((8,), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:8], A[0:4], B[0:8, 0:4])
-        T.writes(C[0:8])
-        # The 4 activations as one int32, broadcast to the 8 lanes, seen again as 32 bytes.
-        a_u8x32 = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 8), dtype="uint8x32")
-        pairs_i16x16 = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
-            a_u8x32,
-            B.vload([0, 0], dtype="int8x32"),
-            dtype="int16x16",
-        )
-        C[T.ramp(T.int32(0), 1, 8)] += T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-            pairs_i16x16,
-            T.broadcast(T.int16(1), 16),
-            dtype="int32x8",
-        )
+@dataclass(frozen=True)
+class DotIntrin:
+    """A registered u8 x s8 -> s32 tensor intrinsic: `lanes` int32 sums of 4 products each."""
+
+    name: str
+    isa: str  # the LLVM CPU feature it needs (tvmq.target.INT8_DOT_ISAS)
+    lanes: int
+    implementation: tvm.tirx.PrimFunc = field(repr=False)
+
+    @property
+    def saturates(self) -> bool:
+        """Exact only for weights within 7 bits (int16 pair sums)."""
+        return self.isa in SATURATING_INT8_DOT_ISAS
+
+    @property
+    def description(self) -> tvm.tirx.PrimFunc:
+        return _DESCRIPTIONS[self.lanes]
+
+
+_DESCRIPTIONS = {lanes: _dot_description(lanes) for lanes in (8, 16)}
+INTRINSICS = {
+    intrin.isa: intrin
+    for intrin in (
+        DotIntrin("tvmq_avx512vnni_u8s8i32_dot_16x4", "avx512vnni", 16, _vpdpbusd_dot_16x4),
+        DotIntrin(
+            "tvmq_avx512bw_u8s8i32_dot_16x4",
+            "avx512bw",
+            16,
+            _pmaddubsw_dot(16, "llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512"),
+        ),
+        DotIntrin(
+            "tvmq_avx2_u8s8i32_dot_8x4",
+            "avx2",
+            8,
+            _pmaddubsw_dot(8, "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
+        ),
+    )
+}
 
 
 def register_intrinsics() -> None:
     """Register tvmq's intrinsics with TVM: tuning tensorizes with them and compiling with a log
     replays records that name them."""
-    TensorIntrin.register(AVX2_U8S8_DOT_8X4, _dot_8x4_desc, _dot_8x4_avx2, override=True)
+    for intrin in INTRINSICS.values():
+        TensorIntrin.register(intrin.name, intrin.description, intrin.implementation, override=True)
 
 
-def weights_fit_intrin(mod: tvm.IRModule) -> bool:
+def intrin_for(target: tvm.target.Target) -> DotIntrin | None:
+    """The intrinsic tvmq's int8 kernels use on `target`, or None."""
+    return INTRINSICS.get(int8_dot_isa(target))
+
+
+def record_intrin(record: ms.database.TuningRecord) -> DotIntrin | None:
+    """The intrinsic a tuning record's kernel is tensorized with, or None."""
+    trace = str(record.trace)
+    return next((intrin for intrin in INTRINSICS.values() if intrin.name in trace), None)
+
+
+def weights_within_7_bits(mod: tvm.IRModule) -> bool:
     """Whether every int8 constant (the weights) of a Relax module lies in [-64, 64], where two
-    u8 x s8 products sum within int16 (255 * 128 = 32640): the AVX2 intrinsic is exact for such
-    models only (see QConfig.reduce_range)."""
+    u8 x s8 products sum within int16 (255 * 128 = 32640): the saturating intrinsics are exact
+    for such models only (see QConfig.reduce_range)."""
     from tvm import relax
 
     weights = []
@@ -96,12 +182,7 @@ def weights_fit_intrin(mod: tvm.IRModule) -> bool:
     return all(w.size == 0 or (w.min() >= -64 and w.max() <= 64) for w in weights)
 
 
-def uses_intrin(record: ms.database.TuningRecord) -> bool:
-    """Whether a tuning record's kernel is tensorized with tvmq's AVX2 intrinsic."""
-    return AVX2_U8S8_DOT_8X4 in str(record.trace)
-
-
-def tensorizable_block(mod: tvm.IRModule) -> str | None:
+def tensorizable_block(mod: tvm.IRModule, intrin: DotIntrin) -> str | None:
     """The name of a block of `mod` that the intrinsic computes (u8 x s8 products summed into
     int32, after reindexing), or None: the test that decides which search space a kernel gets."""
     sch = tvm.s_tir.Schedule(mod)
@@ -110,7 +191,7 @@ def tensorizable_block(mod: tvm.IRModule) -> str | None:
             continue
         sch.work_on(gv.name_hint)
         for block in _blocks_under(sch, sch.get_sblock("root")):
-            if get_auto_tensorize_mapping_info(sch, block, _dot_8x4_desc) is not None:
+            if get_auto_tensorize_mapping_info(sch, block, intrin.description) is not None:
                 return sch.get(block).name_hint
     return None
 
@@ -124,7 +205,7 @@ def _blocks_under(sch: tvm.s_tir.Schedule, root: tvm.s_tir.SBlockRV) -> Iterator
         blocks.extend(sch.get_child_blocks(block))
 
 
-def _packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV):
+def _packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, lanes: int):
     """(weight read index, its N dim, its K dim, padding per block iter) for a u8 x s8 -> s32
     reduction, or None. N is the spatial iterator that indexes the weights but not the
     activations; K the reduction iterator that is the activations' innermost index."""
@@ -146,17 +227,17 @@ def _packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV):
         return None
     n_dim = next(i for i, w in enumerate(weight_vars) if w is not None and w.same_as(n[0]))
     k_dim = next(i for i, w in enumerate(weight_vars) if w is not None and w.same_as(k))
-    padding = [LANES if iv.var.same_as(n[0]) else REDUCE if iv.var.same_as(k) else 1 for iv in stmt.iter_vars]
+    padding = [lanes if iv.var.same_as(n[0]) else REDUCE if iv.var.same_as(k) else 1 for iv in stmt.iter_vars]
     return weight_index, n_dim, k_dim, padding
 
 
-def _feeds_intrin_data(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> bool:
+def _feeds_intrin_data(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, lanes: int) -> bool:
     """Whether `block` writes the u8 activations of a reduction the intrinsic computes."""
     written = sch.get(block).writes
     if len(written) != 1 or written[0].source.dtype != "uint8":
         return False
     for consumer in sch.get_consumers(block):
-        plan = _packing_plan(sch, consumer)
+        plan = _packing_plan(sch, consumer, lanes)
         if plan is not None and any(
             r.source.same_as(written[0].source) for i, r in enumerate(sch.get(consumer).reads) if i != plan[0]
         ):
@@ -164,14 +245,14 @@ def _feeds_intrin_data(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> bo
     return False
 
 
-def _packed_index(n_dim: int, k_dim: int):
-    """Weight indices -> [N/8, other dims, K/4, 8, 4]: each 8x4 tile the intrinsic loads is
-    contiguous."""
+def _packed_index(n_dim: int, k_dim: int, lanes: int):
+    """Weight indices -> [N/lanes, other dims, K/4, lanes, 4]: each lanes x 4 tile the intrinsic
+    loads is contiguous."""
 
     def index(*dims):
         rest = [d for i, d in enumerate(dims) if i not in (n_dim, k_dim)]
         n, k = dims[n_dim], dims[k_dim]
-        return [n // LANES, *rest, k // REDUCE, n % LANES, k % REDUCE]
+        return [n // lanes, *rest, k // REDUCE, n % lanes, k % REDUCE]
 
     return index
 
@@ -179,21 +260,24 @@ def _packed_index(n_dim: int, k_dim: int):
 @derived_object
 class PackWeightsForIntrin(ms.schedule_rule.PyScheduleRule):
     """Prepares a u8 x s8 -> s32 block for MultiLevelTilingWithIntrin: pads N and K to the
-    intrinsic's 8 x 4 (when the block allows it) and packs the weights. Unpadded weights are
+    intrinsic's lanes x 4 (when the block allows it) and packs the weights. Unpadded weights are
     packed by a copy marked as layout-rewrite preprocessing, which the compiler folds into the
     constant weights; padded ones are packed with their padding, in the kernel (TVM's layout
     rewriting takes plain copies only)."""
+
+    def __init__(self, lanes: int):
+        self.lanes = lanes
 
     def _initialize_with_tune_context(self, context) -> None:
         pass
 
     def apply(self, sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> list[tvm.s_tir.Schedule]:
-        if _feeds_intrin_data(sch, block):
+        if _feeds_intrin_data(sch, block, self.lanes):
             # Padding inlined into the reduction turns its activation reads into if_then_else
             # expressions, which the intrinsic cannot take: padding stays a stage of its own.
             sch.annotate(block, "meta_schedule.inline_rule", "disable")
             return [sch]
-        plan = _packing_plan(sch, block)
+        plan = _packing_plan(sch, block, self.lanes)
         if plan is None:
             return [sch]
         weight_index, n_dim, k_dim, padding = plan
@@ -209,7 +293,7 @@ class PackWeightsForIntrin(ms.schedule_rule.PyScheduleRule):
                 if prepared.get(p).writes[0].source.same_as(prepared.get(block).reads[weight_index].source)
             ]
             packer = producers[0] if producers else prepared.cache_read(block, weight_index, "global")
-            prepared.transform_layout(block, ("read", weight_index), _packed_index(n_dim, k_dim))
+            prepared.transform_layout(block, ("read", weight_index), _packed_index(n_dim, k_dim, self.lanes))
         except tvm.s_tir.ScheduleError:
             return [sch]
         if not producers:  # a plain copy of the weights: folded into them at compile time
@@ -218,7 +302,7 @@ class PackWeightsForIntrin(ms.schedule_rule.PyScheduleRule):
         return [prepared]
 
     def clone(self) -> ms.schedule_rule.ScheduleRule:
-        return PackWeightsForIntrin()
+        return PackWeightsForIntrin(self.lanes)
 
 
 @derived_object
@@ -246,14 +330,14 @@ class ScalarLoopsAroundIntrin(ms.postproc.PyPostproc):
         return ScalarLoopsAroundIntrin()
 
 
-def int8_space() -> ms.space_generator.PostOrderApply:
+def int8_space(intrin: DotIntrin) -> ms.space_generator.PostOrderApply:
     """MetaSchedule's LLVM rules with tiling around the intrinsic first, then the postprocessors
     that tensorize and lay the weights out for it."""
     register_intrinsics()
     reuse_write = ms.schedule_rule.ReuseType(req="may", levels=[1, 2], scope="global")
     rules = [
         ms.schedule_rule.ApplyCustomRule(),
-        PackWeightsForIntrin(),
+        PackWeightsForIntrin(intrin.lanes),
         ms.schedule_rule.InlineConstantScalars(),
         ms.schedule_rule.AutoInline(
             into_producer=False,
@@ -265,7 +349,7 @@ def int8_space() -> ms.space_generator.PostOrderApply:
             disallow_op=["tirx.exp"],
         ),
         ms.schedule_rule.MultiLevelTilingWithIntrin(
-            AVX2_U8S8_DOT_8X4, structure="SSRSRS", max_innermost_factor=64, reuse_write=reuse_write
+            intrin.name, structure="SSRSRS", max_innermost_factor=64, reuse_write=reuse_write
         ),
         ms.schedule_rule.MultiLevelTiling(structure="SSRSRS", max_innermost_factor=64, reuse_write=reuse_write),
         ms.schedule_rule.ParallelizeVectorizeUnroll(
@@ -296,19 +380,30 @@ def _tensorizes(context: ms.TuneContext) -> bool:
 
 
 def tune_contexts(
-    tasks: list[ms.ExtractedTask], work_dir: str, num_threads: int, seed: int, use_intrin: bool
+    tasks: list[ms.ExtractedTask], work_dir: str, num_threads: int, seed: int, weights_7_bit: bool
 ) -> tuple[list[ms.TuneContext], list[float]]:
     """MetaSchedule's tune contexts for `tasks`, with the int8 search space for the kernels the
-    intrinsic computes on AVX2 targets when `use_intrin` (the model's weights fit it); every
-    other kernel keeps the default space."""
+    target's intrinsic computes (a saturating one only when `weights_7_bit`: the model's weights
+    fit it); every other kernel keeps the default space. On CPUs that is MetaSchedule's plain
+    LLVM space: its choice by target would tensorize int8 kernels on AVX-512 CPUs with TVM's own
+    intrinsics, the VNNI one that LLVM rejects and a vpmaddubsw one that overflows on 8-bit
+    weights."""
     make = ms.relax_integration.extracted_tasks_to_tune_contexts
-    contexts, weights = make(tasks, work_dir, num_threads=num_threads, seed=seed)
-    candidates = [use_intrin and uses_avx2_int8(c.target) and tensorizable_block(c.mod) is not None for c in contexts]
+    cpu = bool(tasks) and tasks[0].target.kind.name == "llvm"
+    default = ms.space_generator.PostOrderApply(sch_rules="llvm", postprocs="llvm", mutator_probs="llvm")
+    contexts, weights = make(
+        tasks, work_dir, space=default if cpu else "post-order-apply", num_threads=num_threads, seed=seed
+    )
+    intrin = intrin_for(contexts[0].target) if contexts else None
+    if intrin is None or (intrin.saturates and not weights_7_bit):
+        return contexts, weights
+    candidates = [tensorizable_block(c.mod, intrin) is not None for c in contexts]
     if not any(candidates):
         return contexts, weights
     # Replaying a candidate's trace costs about 10x more here than in the float space (the weight
     # layout transform and tensorize re-simplify the kernel): a smaller, shorter evolution keeps
     # a search round near a float one's time (90 s -> ~20 s for a ResNet-18 conv on 2 cores).
     search = ms.search_strategy.EvolutionarySearch(population_size=256, genetic_num_iters=2)
-    tensorized, _ = make(tasks, work_dir, space=int8_space(), strategy=search, num_threads=num_threads, seed=seed)
+    space = int8_space(intrin)
+    tensorized, _ = make(tasks, work_dir, space=space, strategy=search, num_threads=num_threads, seed=seed)
     return [t if use and _tensorizes(t) else c for c, t, use in zip(contexts, tensorized, candidates)], weights

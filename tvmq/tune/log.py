@@ -28,7 +28,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.tirx import IndexMap
 
-from tvmq.tune.int8_kernels import AVX2_U8S8_DOT_8X4, register_intrinsics, uses_intrin
+from tvmq.tune.int8_kernels import INTRINSICS, record_intrin, register_intrinsics
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +145,19 @@ def _workload_hash(workload: ms.database.Workload) -> str:
 @derived_object
 class TuningLog(ms.database.PyDatabase):
     """A MetaSchedule database kept in a tuning-log folder, holding one target's records
-    (without the kernels tensorized with tvmq's AVX2 int8 intrinsic unless `use_intrin`).
+    (without the kernels tensorized with a saturating int8 intrinsic unless `weights_7_bit`:
+    the model's weights fit them).
 
     Lookups are served from memory; every new workload and record is also appended to the
     folder's files, so a run killed at any point leaves all it measured for the next one.
     """
 
-    def __init__(self, directory: str | os.PathLike, target: tvm.target.Target, use_intrin: bool = True):
+    def __init__(self, directory: str | os.PathLike, target: tvm.target.Target, weights_7_bit: bool = True):
         super().__init__()
         self.directory = Path(directory)
         self.target = target
         self.key = target_key(target)
-        self.use_intrin = use_intrin
+        self.weights_7_bit = weights_7_bit
         self.skipped_other_targets = 0
         self.skipped_intrin = 0
         self._memory = ms.database.MemoryDatabase()
@@ -185,7 +186,8 @@ class TuningLog(ms.database.PyDatabase):
             except Exception as err:  # noqa: BLE001
                 log.warning("%s:%d: skipping an unreadable record (%s)", line.path, line.number, err)
                 continue
-            if not self.use_intrin and uses_intrin(record):
+            intrin = record_intrin(record)
+            if intrin is not None and intrin.saturates and not self.weights_7_bit:
                 self.skipped_intrin += 1
                 continue
             self._memory.commit_tuning_record(record)
@@ -269,11 +271,14 @@ def summarize(directory: str | os.PathLike) -> list[WorkloadSummary]:
     return summaries
 
 
+INTRIN_NAMES = [intrin.name for intrin in INTRINSICS.values()]
+
+
 def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top: int | None = None) -> int:
     """Write the union of log folders to `destination` (replacing it whole, atomically): each
     workload once, records without duplicates, with `top` only the best `top` records per
-    workload and target, and among those both the best using tvmq's AVX2 int8 intrinsic and
-    the best without it (a model with 8-bit weights cannot use the former), and only the
+    workload and target, and among those the best for each of tvmq's int8 intrinsics and the
+    best without one (a model with 8-bit weights cannot use the saturating ones), and only the
     workloads those records belong to. Returns the number of records written."""
     workloads, records, seen = {}, {}, set()
     for source in sources:
@@ -286,7 +291,8 @@ def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top:
             text = json.dumps(line.data, sort_keys=True)
             if text not in seen:
                 seen.add(text)
-                key = (line.data.get("hash"), line.data.get("target"), AVX2_U8S8_DOT_8X4 in text)
+                intrin = next((name for name in INTRIN_NAMES if name in text), None)
+                key = (line.data.get("hash"), line.data.get("target"), intrin)
                 records.setdefault(key, []).append(line.data)
     kept = []
     for group in records.values():

@@ -20,7 +20,7 @@ from tvmq.frontend.imported import ImportedModel
 from tvmq.progress import log, step
 from tvmq.target import TargetPreset, available_cores, load_target
 from tvmq.tune.builder import local_builder
-from tvmq.tune.int8_kernels import tune_contexts, weights_fit_intrin
+from tvmq.tune.int8_kernels import tune_contexts, weights_within_7_bits
 from tvmq.tune.intrinsics import import_tensor_intrinsics
 from tvmq.tune.log import TuningLog, mean_latency_us
 from tvmq.tune.tasks import extract_tasks, tuning_target
@@ -149,15 +149,15 @@ def tune_model(
     with step("extracting the kernels to tune"):
         mod = codegen_module(model.mod, preset)
         tasks = extract_tasks(mod, target)
-    use_intrin = weights_fit_intrin(mod)
-    database = TuningLog(log_dir, target, use_intrin)
+    weights_7_bit = weights_within_7_bits(mod)
+    database = TuningLog(log_dir, target, weights_7_bit)
     start = time.monotonic()
     deadline = start + 60 * time_budget_minutes if time_budget_minutes else None
     progress = _Progress([t.task_name for t in tasks], [float(t.weight) for t in tasks], trials, deadline)
     import_tensor_intrinsics()
     with tempfile.TemporaryDirectory(prefix="tvmq-tune-") as work_dir, quiet_meta_schedule():
         contexts, weights = tune_contexts(
-            tasks, work_dir, num_threads=available_cores(), seed=seed, use_intrin=use_intrin
+            tasks, work_dir, num_threads=available_cores(), seed=seed, weights_7_bit=weights_7_bit
         )
         try:
             ms.tune.tune_tasks(
