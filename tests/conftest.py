@@ -10,6 +10,22 @@ import tvmq  # noqa: E402
 from tvmq.cli import main as cli_main  # noqa: E402
 
 
+@pytest.fixture(scope="session")
+def aarch64_runner():
+    """The C++ runner cross-compiled for aarch64 (run under qemu), or a skip saying what is missing."""
+    from tvmq.runtime.cpp_runner import build_runner, toolchain
+    from tvmq.runtime.runtime_libs import RuntimeUnavailable, runtime_for
+
+    missing = toolchain("aarch64").missing()
+    if missing:
+        pytest.skip(f"cannot emulate aarch64: {missing}")
+    try:
+        runtime_for("aarch64")
+    except RuntimeUnavailable as err:
+        pytest.skip(str(err))
+    return build_runner("aarch64")
+
+
 @pytest.fixture
 def compile_and_load(tmp_path):
     """Import a model, compile it for a target into tmp_path and load the package."""

@@ -16,24 +16,11 @@ import pytest
 import tvmq
 from tvmq.errors import PackageError, TvmqError
 from tvmq.quantize import quantize_model
-from tvmq.runtime.cpp_runner import RunnerPackage, build_runner, toolchain
-from tvmq.runtime.runtime_libs import RuntimeUnavailable, host_runtime, runtime_for
+from tvmq.runtime.cpp_runner import RunnerPackage, build_runner
+from tvmq.runtime.runtime_libs import host_runtime
 from tvmq.tolerance import FP16_TOLERANCE, allowed_error
 
 ARM = "arm-cortex-a76"
-
-
-@pytest.fixture(scope="module")
-def aarch64_runner():
-    """The cross-compiled runner, or a skip saying what is missing."""
-    missing = toolchain("aarch64").missing()
-    if missing:
-        pytest.skip(f"cannot emulate aarch64: {missing}")
-    try:
-        runtime_for("aarch64")
-    except RuntimeUnavailable as err:
-        pytest.skip(str(err))
-    return build_runner("aarch64")
 
 
 @pytest.fixture(scope="module")

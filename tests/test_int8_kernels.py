@@ -8,18 +8,22 @@ import logging
 import re
 
 import numpy as np
+import onnx_models
 import pytest
 import tvm
 from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 
+import tvmq
 from tvmq.build.compile import build_tuned_executable
+from tvmq.quantize import quantize_model
 from tvmq.target import load_target
 from tvmq.tune.int8_kernels import (
     INTRINSICS,
     int8_space,
     intrin_for,
     record_intrin,
+    tensorizable_block,
     tune_contexts,
     weights_within_7_bits,
 )
@@ -36,7 +40,7 @@ def _matmul_module(x_dtype: str, weights: np.ndarray, rows: int) -> tvm.IRModule
     x = relax.Var("x", relax.TensorType((rows, weights.shape[0]), x_dtype))
     with builder.function("main", [x]):
         with builder.dataflow():
-            out_dtype = "int32" if x_dtype == "uint8" else x_dtype
+            out_dtype = "int32" if "int" in x_dtype else x_dtype
             out = builder.emit_output(builder.emit(relax.op.matmul(x, relax.const(weights), out_dtype=out_dtype)))
         builder.emit_func_output(out)
     return builder.get()
@@ -55,9 +59,17 @@ def _tensorized_spaces(kernel: tvm.IRModule, target=X86_AVX2) -> list[tvm.s_tir.
 
 
 def test_each_x86_target_gets_the_best_int8_instructions_it_has():
-    chosen = {name: intrin_for(tuning_target(load_target(name), 2)).isa for name in X86_PRESETS}
-    assert chosen == {"x86-avx2": "avx2", "x86-avx512": "avx512bw", "x86-vnni": "avx512vnni"}
-    assert intrin_for(tuning_target(load_target("arm-cortex-a76"), 2)) is None
+    presets = [*X86_PRESETS, "arm-cortex-a72", "arm-cortex-a76", "arm-neoverse-n1"]
+    chosen = {name: intrin_for(tuning_target(load_target(name), 2)).isa for name in presets}
+    assert chosen == {
+        "x86-avx2": "avx2",
+        "x86-avx512": "avx512bw",
+        "x86-vnni": "avx512vnni",
+        "arm-cortex-a72": "neon",
+        "arm-cortex-a76": "dotprod",
+        "arm-neoverse-n1": "dotprod",
+    }
+    assert intrin_for(tuning_target(load_target("cuda-sm80"), 2)) is None
 
 
 @pytest.mark.parametrize("preset", X86_PRESETS)
@@ -92,12 +104,15 @@ def test_every_tensorized_design_space_matches_numpy_exactly_on_odd_shapes(prese
         ("x86-avx2", ["vpmaddubsw\t%ymm", "vpmaddwd\t%ymm"]),
         ("x86-avx512", ["vpmaddubsw\t%zmm", "vpmaddwd\t%zmm"]),
         ("x86-vnni", ["vpdpbusd\t%zmm"]),
+        ("arm-cortex-a76", [r"sdot\tv\d+\.4s"]),
+        ("arm-cortex-a72", ["smull\tv", "saddlp\tv", "addp\tv"]),
     ],
 )
 def test_the_int8_matmul_assembly_contains_the_targets_dot_product_instructions(preset, instructions):
     # Code generation only: it needs no CPU that has the instructions.
     target = tuning_target(load_target(preset), 2)
-    (task,) = extract_tasks(_matmul_module("uint8", np.ones((64, 32), "int8"), 16), target)
+    activations = intrin_for(target).activation
+    (task,) = extract_tasks(_matmul_module(activations, np.ones((64, 32), "int8"), 16), target)
     space = _tensorized_spaces(task.dispatched[0], target)[0]
     assembly = tvm.build(space.mod, target=target).inspect_source("asm")
     for instruction in instructions:
@@ -115,10 +130,20 @@ def _uses_int8_space(context) -> bool:
     return any(isinstance(postproc, ms.postproc.RewriteTensorize) for postproc in context.space_generator.postprocs)
 
 
-@pytest.mark.parametrize("preset, with_8_bit_weights", [("x86-avx2", False), ("x86-avx512", False), ("x86-vnni", True)])
-def test_int8_kernels_get_the_int8_space_with_8_bit_weights_only_with_vnni(tmp_path, preset, with_8_bit_weights):
+@pytest.mark.parametrize(
+    "preset, with_8_bit_weights",
+    [
+        ("x86-avx2", False),
+        ("x86-avx512", False),
+        ("x86-vnni", True),
+        ("arm-cortex-a72", True),
+        ("arm-cortex-a76", True),
+    ],
+)
+def test_int8_kernels_get_the_int8_space_with_8_bit_weights_unless_vpmaddubsw(tmp_path, preset, with_8_bit_weights):
     target = tuning_target(load_target(preset), 2)
-    tasks = extract_tasks(_matmul_module("uint8", np.ones((16, 16), "int8"), 4), target)
+    activations = intrin_for(target).activation
+    tasks = extract_tasks(_matmul_module(activations, np.ones((16, 16), "int8"), 4), target)
     with quiet_meta_schedule():  # MetaSchedule's logging setup fails on pytest's log handlers
         (fits,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, weights_7_bit=True)
         (overflows,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, weights_7_bit=False)
@@ -233,3 +258,45 @@ def test_the_default_space_never_uses_tvms_own_x86_int8_intrinsics(tmp_path, pre
         spaces = context.space_generator.generate_design_space(context.mod)
     traces = [str(space.trace) for space in spaces]
     assert traces and not any(name in trace for trace in traces for name in ("dot_16x4_vnni", "dot_16x4_avx512"))
+
+
+def _tensorized_log(mod: tvm.IRModule, target, directory) -> int:
+    """A tuning log at `directory` with, for every kernel of `mod` the target's intrinsic
+    computes, a tensorized design space as its record; returns how many."""
+    log = TuningLog(directory, target)
+    written = 0
+    for task in extract_tasks(mod, target):
+        kernel = task.dispatched[0]
+        spaces = _tensorized_spaces(kernel, target) if tensorizable_block(kernel, intrin_for(target)) else []
+        if spaces:
+            workload, args = log.commit_workload(kernel), ms.arg_info.ArgInfo.from_prim_func(kernel["main"])
+            log.commit_tuning_record(ms.database.TuningRecord(spaces[0].trace, workload, [1e-5], target, args))
+            written += 1
+    return written
+
+
+@pytest.mark.parametrize("preset", ["arm-cortex-a76", "arm-cortex-a72"])
+def test_tensorized_arm_int8_model_under_qemu_equals_the_x86_build(aarch64_runner, tmp_path, preset):
+    """sdot (Cortex-A76) and smull/saddlp (Cortex-A72) kernels, on two convolutions (1x1, then a
+    padded stride-2 3x3) quantized for ARM (int8 activations, 8-bit weights): compiled with a
+    log of tensorized records and run under qemu, the output equals the x86 build's (plain
+    integer kernels) bit for bit."""
+    from tvmq.build.lower import codegen_module
+    from tvmq.runtime.cpp_runner import RunnerPackage
+
+    fp32 = tvmq.load_model(onnx_models.pointwise_relu6_then_padded_conv())
+    calibration = {"x": np.random.default_rng(1).normal(size=(16, 4, 8, 8)).astype(np.float32)}
+    int8 = quantize_model(fp32, calibration, target=preset)
+    assert int8.quantization["config"]["activation_dtype"] == "int8"
+    arm = load_target(preset)
+    target = tuning_target(arm, None)
+    assert _tensorized_log(codegen_module(int8.mod, arm), target, tmp_path / "log") == 2
+    metadata = tvmq.compile_model(int8, arm, tmp_path / "arm", tuning_log=tmp_path / "log")
+    assert len(metadata.tuning["tuned"]) == 2
+    tvmq.compile_model(int8, "host", tmp_path / "x86")
+    for seed in range(3):
+        inputs = {"x": 3 * np.random.default_rng(seed).normal(size=(1, 4, 8, 8)).astype(np.float32)}
+        expected = tvmq.load_package(tmp_path / "x86").run(inputs)
+        actual = RunnerPackage(tmp_path / "arm").run(inputs)
+        for name in expected:
+            np.testing.assert_array_equal(actual[name], expected[name])

@@ -6,7 +6,14 @@ import pytest
 
 import tvmq
 from tvmq.errors import TargetError
-from tvmq.target import TargetPreset, int8_dot_isa, int8_weights_need_7_bits, list_presets, load_target
+from tvmq.target import (
+    TargetPreset,
+    int8_activation_dtype,
+    int8_dot_isa,
+    int8_weights_need_7_bits,
+    list_presets,
+    load_target,
+)
 
 REQUIRED = [
     "host",
@@ -111,7 +118,8 @@ def test_top_level_api_exposes_target_loading():
         ("x86-avx2", "avx2", True),  # vpmaddubsw on ymm: int16 pair sums
         ("x86-avx512", "avx512bw", True),  # the same on zmm
         ("x86-vnni", "avx512vnni", False),  # vpdpbusd sums in int32: 8-bit weights are exact
-        ("arm-cortex-a76", None, False),
+        ("arm-cortex-a76", "dotprod", False),  # sdot: s8 x s8 summed in int32
+        ("arm-cortex-a72", "neon", False),  # smull: s8 x s8 products fit int16 exactly
         ("cuda-sm80", None, False),
     ],
 )
@@ -119,3 +127,4 @@ def test_int8_instructions_and_weight_bits_follow_the_target(preset, isa, seven_
     target = load_target(preset).tvm_target()
     assert int8_dot_isa(target) == isa
     assert int8_weights_need_7_bits(target) == seven_bit_weights
+    assert int8_activation_dtype(target) == ("int8" if preset.startswith("arm") else "uint8")

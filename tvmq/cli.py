@@ -408,7 +408,11 @@ def _parser() -> argparse.ArgumentParser:
         "--bins", type=int, default=QConfig.bins, help=f"histogram bins of the statistics (default {QConfig.bins})"
     )
     q.add_argument("--calib-samples", type=int, metavar="N", help="use at most N calibration samples")
-    q.add_argument("--activation-dtype", choices=ACTIVATION_DTYPES, default=QConfig.activation_dtype)
+    q.add_argument(
+        "--activation-dtype",
+        choices=ACTIVATION_DTYPES,
+        help="default: what the target's int8 dot products take (int8 on ARM, uint8 elsewhere)",
+    )
     q.add_argument(
         "--symmetric-activations", action="store_true", help="symmetric activation ranges (zero point in the middle)"
     )

@@ -106,20 +106,35 @@ class TargetPreset:
         )
 
 
-# The x86 int8 dot-product instructions tvmq's int8 kernels are built on, best first (LLVM
-# feature names): vpdpbusd sums four u8 x s8 products straight into int32; vpmaddubsw (AVX-512BW
-# and AVX2, followed by vpmaddwd) first sums pairs of them into int16, saturating.
-INT8_DOT_ISAS = ("avx512vnni", "avx512bw", "avx2")
+# The int8 dot-product instructions tvmq's int8 kernels are built on, best first (LLVM feature
+# names). x86, u8 x s8: vpdpbusd sums four products straight into int32; vpmaddubsw (AVX-512BW
+# and AVX2, followed by vpmaddwd) first sums pairs of them into int16, saturating. ARM, s8 x s8:
+# sdot (+dotprod) sums four into int32; plain NEON multiplies into int16 (smull) and adds pairs
+# into int32 (saddlp), exactly.
+INT8_DOT_ISAS = {"x86": ("avx512vnni", "avx512bw", "avx2"), "aarch64": ("dotprod", "neon")}
 SATURATING_INT8_DOT_ISAS = ("avx512bw", "avx2")
 
 
+def _target_arch(target) -> str | None:
+    """x86 or aarch64 for an LLVM CPU target (no mtriple: this machine), else None."""
+    if target.kind.name != "llvm":
+        return None
+    triple = str(target.attrs.get("mtriple", "")) or this_machine()
+    return next((arch for arch in INT8_DOT_ISAS if arch in triple), None)
+
+
 def int8_dot_isa(target) -> str | None:
-    """Which of INT8_DOT_ISAS tvmq's int8 kernels use on a TVM target, or None (not x86)."""
+    """Which of INT8_DOT_ISAS tvmq's int8 kernels use on a TVM target, or None."""
     from tvm.target.codegen import target_has_features
 
-    if target.kind.name != "llvm" or "x86" not in str(target.attrs.get("mtriple", "x86")):
-        return None
-    return next((isa for isa in INT8_DOT_ISAS if target_has_features(isa, target)), None)
+    isas = INT8_DOT_ISAS.get(_target_arch(target), ())
+    return next((isa for isa in isas if target_has_features(isa, target)), None)
+
+
+def int8_activation_dtype(target) -> str:
+    """The activation dtype of int8 models for a TVM target: ARM's dot products take two signed
+    operands (int8), x86's an unsigned and a signed one (uint8)."""
+    return "int8" if _target_arch(target) == "aarch64" else "uint8"
 
 
 def int8_weights_need_7_bits(target) -> bool:

@@ -32,7 +32,7 @@ from tvmq.quantize.qdq import insert_qdq
 from tvmq.quantize.qparams import affine_qparams, qrange
 from tvmq.quantize.realize import realize
 from tvmq.quantize.report import quantization_error
-from tvmq.target import TargetPreset, int8_weights_need_7_bits, load_target
+from tvmq.target import TargetPreset, load_target
 
 __all__ = ["QConfig", "QuantizationError", "for_codegen", "has_qdq", "quantize_model", "realize"]
 
@@ -76,11 +76,9 @@ def quantize_model(
     """The QDQ (calibrated, simulated) form of `model`. `calibration_data` is an `.npz` file,
     a folder of them, or a dict of arrays keyed by input name (first axis = samples).
     Statistics are cached in `cache_dir` when given. `target`, the preset the model will be
-    compiled for, settles what the config leaves open (7-bit weights on x86)."""
-    config = config or QConfig()
-    if config.reduce_range is None:
-        reduce_range = target is not None and int8_weights_need_7_bits(load_target(target).tvm_target())
-        config = dataclasses.replace(config, reduce_range=reduce_range)
+    compiled for, settles what the config leaves open (7-bit weights on x86 without VNNI, int8
+    activations on ARM)."""
+    config = (config or QConfig()).for_target(load_target(target).tvm_target() if target is not None else None)
     with step("preparing the model for quantization"):
         mod = prepare_for_quantization(model.mod)
         func = mod["main"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy", "mse")
 ACTIVATION_DTYPES = ("uint8", "int8")
@@ -18,14 +18,16 @@ class QConfig:
     products in int16, which full-range weights can overflow). None decides by the target the
     model is quantized for (tvmq.target.int8_weights_need_7_bits: x86 with AVX2 or AVX-512BW but
     no VNNI), False without one.
-    Activations are `activation_dtype`, asymmetric unless `symmetric_activations`. Their ranges come from calibration with `method` (`percentile`
-    and `bins` tune it) over at most `num_samples` samples. `skip` keeps layers in float, by
+    Activations are `activation_dtype`, asymmetric unless `symmetric_activations`; None decides
+    by the target (tvmq.target.int8_activation_dtype: int8 on ARM, whose dot products are
+    signed x signed; uint8 elsewhere and without one). Their ranges come from calibration with
+    `method` (`percentile` and `bins` tune it) over at most `num_samples` samples. `skip` keeps layers in float, by
     layer name (as `tvmq report` lists them, or the model's node name) or op type (`conv2d`,
     `Conv`, `matmul`, ...). `bias_correction` folds the mean output shift that rounding the
     weights causes into each layer's bias.
     """
 
-    activation_dtype: str = "uint8"
+    activation_dtype: str | None = None
     symmetric_activations: bool = False
     per_channel: bool = True
     reduce_range: bool | None = None
@@ -38,8 +40,20 @@ class QConfig:
     keep_last_float: bool = False
     bias_correction: bool = True
 
+    def for_target(self, target) -> QConfig:
+        """This config with what it leaves open (None) settled for a TVM target, or for no
+        target (None)."""
+        from tvmq.target import int8_activation_dtype, int8_weights_need_7_bits
+
+        settled = {}
+        if self.reduce_range is None:
+            settled["reduce_range"] = target is not None and int8_weights_need_7_bits(target)
+        if self.activation_dtype is None:
+            settled["activation_dtype"] = int8_activation_dtype(target) if target is not None else "uint8"
+        return replace(self, **settled)
+
     def __post_init__(self):
-        if self.activation_dtype not in ACTIVATION_DTYPES:
+        if self.activation_dtype is not None and self.activation_dtype not in ACTIVATION_DTYPES:
             raise ValueError(
                 f"activation dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {self.activation_dtype!r}"
             )

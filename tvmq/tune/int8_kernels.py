@@ -1,15 +1,18 @@
-"""Int8 kernels on x86: u8 x s8 -> s32 dot-product tensor intrinsics and the MetaSchedule
-search space that tiles int8 conv2d and matmul around them.
+"""Int8 kernels on x86 and ARM: dot-product tensor intrinsics and the MetaSchedule search space
+that tiles int8 conv2d and matmul around them.
 
 TVM 0.27 ships no usable x86 int8 intrinsic (its VNNI one is rejected by LLVM) and no default
-rule that tensorizes int8 kernels, so tuned int8 code is ordinary scalar-widening loops. Each
-intrinsic here adds four u8 x s8 products into each of its int32 lanes, with the best
-instructions the target has (tvmq.target.int8_dot_isa):
-  avx512vnni  vpdpbusd, 16 lanes: products summed straight into int32, exact for any weights;
-  avx512bw    vpmaddubsw + vpmaddwd on zmm, 16 lanes;
-  avx2        vpmaddubsw + vpmaddwd on ymm, 8 lanes.
+rule that tensorizes int8 kernels for tvmq, so tuned int8 code is ordinary scalar-widening
+loops. Each intrinsic here adds four activation x int8 weight products into each of its int32
+lanes, with the best instructions the target has (tvmq.target.int8_dot_isa):
+  avx512vnni  x86, u8 x s8: vpdpbusd, 16 lanes, products summed straight into int32;
+  avx512bw    x86, u8 x s8: vpmaddubsw + vpmaddwd on zmm, 16 lanes;
+  avx2        x86, u8 x s8: vpmaddubsw + vpmaddwd on ymm, 8 lanes;
+  dotprod     ARM, s8 x s8: sdot, 4 lanes;
+  neon        ARM, s8 x s8: smull + saddlp + addp, 4 lanes (Cortex-A72 has no sdot).
 vpmaddubsw sums pairs of u8 x s8 products into int16, saturating when a pair exceeds 32767
 (255 x 127 twice): results are exact when weights stay within 7 bits (QConfig.reduce_range).
+The others are exact for any int8 weights.
 
 Tensorizing needs the weights laid out [.., N/lanes, .., K/4, lanes, 4]; MetaSchedule's
 RewriteLayout postprocessor picks that layout for constant weights (marked layout-free before
@@ -34,12 +37,13 @@ from tvmq.target import SATURATING_INT8_DOT_ISAS, int8_dot_isa
 REDUCE = 4  # u8 x s8 products summed into each int32 lane
 
 
-def _dot_description(lanes: int) -> tvm.tirx.PrimFunc:
-    """What every intrinsic computes: C[i] += sum_k A[k] * B[i, k] for `lanes` outputs."""
+def _dot_description(lanes: int, activation: str) -> tvm.tirx.PrimFunc:
+    """What every intrinsic computes: C[i] += sum_k A[k] * B[i, k] for `lanes` outputs, A the
+    activations (uint8 on x86, int8 on ARM), B the int8 weights."""
 
     @T.prim_func(s_tir=True)
     def description(
-        A: T.Buffer((4,), "uint8", offset_factor=1),
+        A: T.Buffer((4,), activation, offset_factor=1),
         B: T.Buffer((lanes, 4), "int8", offset_factor=1),
         C: T.Buffer((lanes,), "int32", offset_factor=1),
     ) -> None:
@@ -106,6 +110,63 @@ def _vpdpbusd_dot_16x4(
         )
 
 
+@T.prim_func(s_tir=True)
+def _sdot_dot_4x4(
+    A: T.Buffer((4,), "int8", offset_factor=1),
+    B: T.Buffer((4, 4), "int8", offset_factor=1),
+    C: T.Buffer((4,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+        T.writes(C[0:4])
+        a_bytes = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"), 4), dtype="int8x16")
+        C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
+            C.vload([0], dtype="int32x4"),
+            B.vload([0, 0], dtype="int8x16"),
+            a_bytes,
+            dtype="int32x4",
+        )
+
+
+@T.prim_func(s_tir=True)
+def _smull_dot_4x4(
+    A: T.Buffer((4,), "int8", offset_factor=1),
+    B: T.Buffer((4, 4), "int8", offset_factor=1),
+    C: T.Buffer((4,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+        T.writes(C[0:4])
+        # Without sdot: the 4 activations twice against two weight rows at a time, products in
+        # int16 (smull; |s8 x s8| <= 2^14, exact), neighbours added into int32 (saddlp), then
+        # the two halves of each row added (addp).
+        a_twice = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"), 2), dtype="int8x8")
+        weights = B.vload([0, 0], dtype="int8x16")
+        rows01 = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
+            a_twice,
+            T.vectorlow(weights, dtype="int8x8"),
+            dtype="int16x8",
+        )
+        rows23 = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
+            a_twice,
+            T.vectorhigh(weights, dtype="int8x8"),
+            dtype="int16x8",
+        )
+        C[T.ramp(T.int32(0), 1, 4)] += T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v4i32"),
+            T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"), rows01, dtype="int32x4"
+            ),
+            T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"), rows23, dtype="int32x4"
+            ),
+            dtype="int32x4",
+        )
+
+
 @dataclass(frozen=True)
 class DotIntrin:
     """A registered u8 x s8 -> s32 tensor intrinsic: `lanes` int32 sums of 4 products each."""
@@ -113,6 +174,7 @@ class DotIntrin:
     name: str
     isa: str  # the LLVM CPU feature it needs (tvmq.target.INT8_DOT_ISAS)
     lanes: int
+    activation: str  # the activations' dtype (the weights are int8)
     implementation: tvm.tirx.PrimFunc = field(repr=False)
 
     @property
@@ -122,26 +184,30 @@ class DotIntrin:
 
     @property
     def description(self) -> tvm.tirx.PrimFunc:
-        return _DESCRIPTIONS[self.lanes]
+        return _DESCRIPTIONS[self.lanes, self.activation]
 
 
-_DESCRIPTIONS = {lanes: _dot_description(lanes) for lanes in (8, 16)}
+_DESCRIPTIONS = {(lanes, a): _dot_description(lanes, a) for lanes, a in ((16, "uint8"), (8, "uint8"), (4, "int8"))}
 INTRINSICS = {
     intrin.isa: intrin
     for intrin in (
-        DotIntrin("tvmq_avx512vnni_u8s8i32_dot_16x4", "avx512vnni", 16, _vpdpbusd_dot_16x4),
+        DotIntrin("tvmq_avx512vnni_u8s8i32_dot_16x4", "avx512vnni", 16, "uint8", _vpdpbusd_dot_16x4),
         DotIntrin(
             "tvmq_avx512bw_u8s8i32_dot_16x4",
             "avx512bw",
             16,
+            "uint8",
             _pmaddubsw_dot(16, "llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512"),
         ),
         DotIntrin(
             "tvmq_avx2_u8s8i32_dot_8x4",
             "avx2",
             8,
+            "uint8",
             _pmaddubsw_dot(8, "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
         ),
+        DotIntrin("tvmq_sdot_s8s8i32_dot_4x4", "dotprod", 4, "int8", _sdot_dot_4x4),
+        DotIntrin("tvmq_neon_s8s8i32_dot_4x4", "neon", 4, "int8", _smull_dot_4x4),
     )
 }
 
@@ -205,15 +271,23 @@ def _blocks_under(sch: tvm.s_tir.Schedule, root: tvm.s_tir.SBlockRV) -> Iterator
         blocks.extend(sch.get_child_blocks(block))
 
 
-def _packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, lanes: int):
-    """(weight read index, its N dim, its K dim, padding per block iter) for a u8 x s8 -> s32
-    reduction, or None. N is the spatial iterator that indexes the weights but not the
-    activations; K the reduction iterator that is the activations' innermost index."""
+def _packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, intrin: DotIntrin):
+    """(weight read index, its N dim, its K dim, padding per block iter) for a reduction of
+    activation x s8 products into s32 that `intrin` computes, or None. N is the spatial iterator
+    that indexes the weights but not the activations; K the reduction iterator that is the
+    activations' innermost index."""
     stmt = sch.get(block)
-    by_dtype = {region.source.dtype: (i, region) for i, region in enumerate(stmt.reads)}
-    if len(stmt.writes) != 1 or stmt.writes[0].source.dtype != "int32" or {"uint8", "int8"} - by_dtype.keys():
+    operands = [
+        (i, region) for i, region in enumerate(stmt.reads) if region.source.dtype in ("int8", intrin.activation)
+    ]
+    if len(stmt.writes) != 1 or stmt.writes[0].source.dtype != "int32" or len(operands) != 2:
         return None
-    (weight_index, weight), (_, data) = by_dtype["int8"], by_dtype["uint8"]
+    # conv2d and matmul read the activations first, which tells them apart when both are int8.
+    if intrin.activation != "int8" and [region.source.dtype for _, region in operands] == ["int8", intrin.activation]:
+        operands.reverse()
+    (_, data), (weight_index, weight) = operands
+    if (data.source.dtype, weight.source.dtype) != (intrin.activation, "int8"):
+        return None
     spatial = [iv.var for iv in stmt.iter_vars if iv.iter_type == tvm.tirx.IterVar.DataPar]
     reduce = [iv.var for iv in stmt.iter_vars if iv.iter_type == tvm.tirx.IterVar.CommReduce]
 
@@ -227,17 +301,17 @@ def _packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, lanes: int
         return None
     n_dim = next(i for i, w in enumerate(weight_vars) if w is not None and w.same_as(n[0]))
     k_dim = next(i for i, w in enumerate(weight_vars) if w is not None and w.same_as(k))
-    padding = [lanes if iv.var.same_as(n[0]) else REDUCE if iv.var.same_as(k) else 1 for iv in stmt.iter_vars]
+    padding = [intrin.lanes if iv.var.same_as(n[0]) else REDUCE if iv.var.same_as(k) else 1 for iv in stmt.iter_vars]
     return weight_index, n_dim, k_dim, padding
 
 
-def _feeds_intrin_data(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, lanes: int) -> bool:
-    """Whether `block` writes the u8 activations of a reduction the intrinsic computes."""
+def _feeds_intrin_data(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, intrin: DotIntrin) -> bool:
+    """Whether `block` writes the activations of a reduction the intrinsic computes."""
     written = sch.get(block).writes
-    if len(written) != 1 or written[0].source.dtype != "uint8":
+    if len(written) != 1 or written[0].source.dtype != intrin.activation:
         return False
     for consumer in sch.get_consumers(block):
-        plan = _packing_plan(sch, consumer, lanes)
+        plan = _packing_plan(sch, consumer, intrin)
         if plan is not None and any(
             r.source.same_as(written[0].source) for i, r in enumerate(sch.get(consumer).reads) if i != plan[0]
         ):
@@ -259,25 +333,25 @@ def _packed_index(n_dim: int, k_dim: int, lanes: int):
 
 @derived_object
 class PackWeightsForIntrin(ms.schedule_rule.PyScheduleRule):
-    """Prepares a u8 x s8 -> s32 block for MultiLevelTilingWithIntrin: pads N and K to the
+    """Prepares an int8 -> s32 block for MultiLevelTilingWithIntrin: pads N and K to the
     intrinsic's lanes x 4 (when the block allows it) and packs the weights. Unpadded weights are
     packed by a copy marked as layout-rewrite preprocessing, which the compiler folds into the
     constant weights; padded ones are packed with their padding, in the kernel (TVM's layout
     rewriting takes plain copies only)."""
 
-    def __init__(self, lanes: int):
-        self.lanes = lanes
+    def __init__(self, isa: str):
+        self.intrin = INTRINSICS[isa]
 
     def _initialize_with_tune_context(self, context) -> None:
         pass
 
     def apply(self, sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> list[tvm.s_tir.Schedule]:
-        if _feeds_intrin_data(sch, block, self.lanes):
+        if _feeds_intrin_data(sch, block, self.intrin):
             # Padding inlined into the reduction turns its activation reads into if_then_else
             # expressions, which the intrinsic cannot take: padding stays a stage of its own.
             sch.annotate(block, "meta_schedule.inline_rule", "disable")
             return [sch]
-        plan = _packing_plan(sch, block, self.lanes)
+        plan = _packing_plan(sch, block, self.intrin)
         if plan is None:
             return [sch]
         weight_index, n_dim, k_dim, padding = plan
@@ -293,7 +367,7 @@ class PackWeightsForIntrin(ms.schedule_rule.PyScheduleRule):
                 if prepared.get(p).writes[0].source.same_as(prepared.get(block).reads[weight_index].source)
             ]
             packer = producers[0] if producers else prepared.cache_read(block, weight_index, "global")
-            prepared.transform_layout(block, ("read", weight_index), _packed_index(n_dim, k_dim, self.lanes))
+            prepared.transform_layout(block, ("read", weight_index), _packed_index(n_dim, k_dim, self.intrin.lanes))
         except tvm.s_tir.ScheduleError:
             return [sch]
         if not producers:  # a plain copy of the weights: folded into them at compile time
@@ -302,7 +376,7 @@ class PackWeightsForIntrin(ms.schedule_rule.PyScheduleRule):
         return [prepared]
 
     def clone(self) -> ms.schedule_rule.ScheduleRule:
-        return PackWeightsForIntrin(self.lanes)
+        return PackWeightsForIntrin(self.intrin.isa)
 
 
 @derived_object
@@ -337,7 +411,7 @@ def int8_space(intrin: DotIntrin) -> ms.space_generator.PostOrderApply:
     reuse_write = ms.schedule_rule.ReuseType(req="may", levels=[1, 2], scope="global")
     rules = [
         ms.schedule_rule.ApplyCustomRule(),
-        PackWeightsForIntrin(intrin.lanes),
+        PackWeightsForIntrin(intrin.isa),
         ms.schedule_rule.InlineConstantScalars(),
         ms.schedule_rule.AutoInline(
             into_producer=False,

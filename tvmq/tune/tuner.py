@@ -116,14 +116,25 @@ def quiet_meta_schedule():
     """MetaSchedule's own logging, for the duration of a run: its per-task tables kept off the
     console (tvmq reports progress itself), and handlers without a name (pytest's, a user's)
     set aside, since MetaSchedule's logging setup fails on them."""
+    from tvm.s_tir.meta_schedule import logging as ms_logging
+
     logger = logging.getLogger("tvm.s_tir.meta_schedule")
     level, unnamed = logger.level, [h for h in logger.handlers if h.get_name() is None]
-    logger.setLevel(logging.WARNING)
+    create_loggers = ms_logging.create_loggers
+
+    def create_quiet_loggers(*args, **kwargs):
+        # Each setup gives its console handler the logger's level, then sets the logger to
+        # DEBUG: without this, every setup after the first printed INFO lines.
+        logger.setLevel(logging.WARNING)
+        return create_loggers(*args, **kwargs)
+
+    ms_logging.create_loggers = create_quiet_loggers
     for handler in unnamed:
         logger.removeHandler(handler)
     try:
         yield
     finally:
+        ms_logging.create_loggers = create_loggers
         logger.setLevel(level)
         for handler in unnamed:
             logger.addHandler(handler)
