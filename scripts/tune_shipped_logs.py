@@ -11,9 +11,9 @@ itself and that full log, and tuning.json beside it records what each model's tu
 
 int8 models are calibrated on --calibration-samples samples (bench_models.calibration); the
 kernels do not depend on the calibration (tests/test_lower.py), so the logs serve any
-calibration of the model. Their weights are quantized to 7 bits (reduce_range) so that x86
-AVX2 targets tune the int8 kernels tensorized with vpmaddubsw; the log keeps the best plain
-kernels too, for models with 8-bit weights.
+calibration of the model. They are quantized with the target's defaults (on x86 without VNNI,
+7-bit weights, so that the int8 kernels tensorized with vpmaddubsw are tuned); the log keeps
+the best plain kernels too, for models with 8-bit weights.
 Needs what scripts/bench_models.py needs (torch, transformers and the pretrained packages).
 """
 
@@ -32,7 +32,7 @@ import bench_models
 import tvmq
 from tvmq.files import write_atomically
 from tvmq.frontend import load_model
-from tvmq.quantize import QConfig, quantize_model
+from tvmq.quantize import quantize_model
 from tvmq.target import load_target
 from tvmq.tune.log import merge
 from tvmq.tune.tuner import tune_model
@@ -43,7 +43,7 @@ def tune_one(name: str, precision: str, args: argparse.Namespace, exports: Path)
     model = load_model(path, input_shapes={key: value.shape for key, value in inputs.items()})
     if precision == "int8":
         data = bench_models.calibration(name, inputs, args.calibration_samples)
-        model = quantize_model(model, data, QConfig(reduce_range=True))
+        model = quantize_model(model, data, target=args.target)
     key = f"{name}-{precision}"
     full_log = args.work / args.target / key
     result = tune_model(model, args.target, full_log, args.trials, args.time_budget)

@@ -7,7 +7,12 @@ from tvm import relax
 from tvm.script import ir as I
 from tvm.script import relax as R
 
-from tvmq.build.lower import calibration_constants_as_parameters, clip_as_min_max, codegen_module
+from tvmq.build.lower import (
+    calibration_constants_as_parameters,
+    clip_as_min_max,
+    codegen_module,
+    pad_int8_conv_channels,
+)
 from tvmq.frontend import load_model
 from tvmq.quantize import QConfig, for_codegen, quantize_model
 from tvmq.resources import examples_dir
@@ -110,3 +115,30 @@ def test_two_calibrations_of_a_model_give_the_same_kernels_to_tune():
 
     bright, dim = _example(calibration_images=64), _example(calibration_images=64, brightness=0.25)
     assert kernels(bright) == kernels(dim)
+
+
+def test_int8_convolutions_get_whole_groups_of_4_input_channels_and_the_same_results():
+    """A 3-channel int8 stem gets a fourth channel of zero weights (the int8 intrinsics sum 4
+    channels at a time); whatever the padded activation holds, the int32 results are equal."""
+
+    @I.ir_module
+    class Stem:
+        @R.function
+        def main(x: R.Tensor((1, 3, 9, 9), "uint8")):
+            with R.dataflow():
+                w = R.const(np.random.default_rng(0).integers(-128, 128, (8, 3, 3, 3)).astype("int8"))
+                y = R.nn.conv2d(x, w, strides=[2, 2], padding=[1, 1, 1, 1], out_dtype="int32")
+                R.output(y)
+            return y
+
+    padded = pad_int8_conv_channels(Stem)
+    (conv,) = [b.value for b in padded["main"].body.blocks[0].bindings if "conv2d" in str(b.value.op)]
+    weights = conv.args[1].value.numpy()
+    assert weights.shape == (8, 4, 3, 3)
+    assert not weights[:, 3].any()
+    x = np.random.default_rng(1).integers(0, 256, (1, 3, 9, 9)).astype("uint8")
+    results = []
+    for mod in (Stem, padded):
+        vm = relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
+        results.append(vm["main"](tvm.runtime.tensor(x)).numpy())
+    np.testing.assert_array_equal(results[0], results[1])

@@ -16,7 +16,7 @@ from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 from tvmq.quantize import for_codegen
 from tvmq.quantize.graph import constant_value, with_main
-from tvmq.target import TargetPreset
+from tvmq.target import TargetPreset, int8_dot_isa
 
 # Pooling and elementwise operators follow their input's layout.
 CHANNELS_LAST = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
@@ -75,11 +75,50 @@ def calibration_constants_as_parameters(mod: tvm.IRModule) -> tvm.IRModule:
     return with_main(mod, rewrite_call(pattern, rewrite, mod["main"]))
 
 
+def pad_int8_conv_channels(mod: tvm.IRModule, multiple: int = 4) -> tvm.IRModule:
+    """Give every int8 convolution (NCHW, OIHW constant weights, one group) a multiple of
+    `multiple` input channels, padding with channels of zero weights: tvmq's int8 dot-product
+    intrinsics sum 4 channels at a time, and an image stem with 3 channels would otherwise stay
+    a scalar loop (ResNet-18's 7x7 stem was its slowest int8 kernel). A zero weight adds
+    nothing, whatever the padded activation holds, so the integer results do not change."""
+    data, weight = wildcard(), is_const()
+    conv = is_op("relax.nn.conv2d")(data, weight)
+
+    def rewrite(call: relax.Call, matches) -> relax.Expr:
+        w = constant_value(matches[weight])
+        short = -w.shape[1] % multiple
+        attrs = call.attrs
+        if (
+            not short
+            or w.dtype != np.int8
+            or attrs.groups != 1
+            or (attrs.data_layout, attrs.kernel_layout) != ("NCHW", "OIHW")
+        ):
+            return call
+        padded_data = relax.op.nn.pad(matches[data], [0, 0, 0, short, 0, 0, 0, 0])
+        padded_weight = relax.const(np.pad(w, [(0, 0), (0, short), (0, 0), (0, 0)]))
+        return relax.op.nn.conv2d(
+            padded_data,
+            padded_weight,
+            strides=attrs.strides,
+            padding=attrs.padding,
+            dilation=attrs.dilation,
+            data_layout=attrs.data_layout,
+            kernel_layout=attrs.kernel_layout,
+            out_dtype=attrs.out_dtype,
+        )
+
+    return with_main(mod, rewrite_call(conv, rewrite, mod["main"]))
+
+
 def codegen_module(mod: tvm.IRModule, preset: TargetPreset, simulate: bool = False) -> tvm.IRModule:
     """`mod` realized into integer operators (see tvmq.quantize.for_codegen), channels-last on
-    CPU targets (GPU targets keep the model's layout for TVM's GPU schedules), with the
-    calibration's numbers as kernel parameters."""
+    CPU targets (GPU targets keep the model's layout for TVM's GPU schedules), int8
+    convolutions padded to whole groups of 4 input channels where the target has int8 dot
+    products, with the calibration's numbers as kernel parameters."""
     mod = clip_as_min_max(for_codegen(mod, simulate))
+    if int8_dot_isa(preset.tvm_target()) is not None:
+        mod = pad_int8_conv_channels(mod)
     if preset.kind == "llvm":
         mod = tvm.ir.transform.Sequential(
             [relax.transform.ConvertLayout(CHANNELS_LAST), relax.transform.FoldConstant()]
