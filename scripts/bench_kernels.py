@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import datetime
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 import onnx
 from bench_timing import interleaved_rounds, onnxruntime_timer, package_timer, spread
 from onnx import TensorProto, helper, numpy_helper
+from tune_shipped_logs import cpu_name
 
 import tvmq
 from tvmq.files import write_atomically
@@ -173,10 +173,7 @@ def main(argv=None) -> int:
         workdir = Path(args.workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-kernels-")))
         results = {
             "date": str(datetime.date.today()),
-            "machine": {
-                "processor": platform.processor() or platform.machine(),
-                "cores": tvmq.target.available_cores(),
-            },
+            "machine": {"cpu": cpu_name(), "cores": tvmq.target.available_cores()},
             "command": "python scripts/bench_kernels.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "layers": {},
         }
