@@ -676,7 +676,7 @@ def parse_args() -> argparse.Namespace:
         help="tvmq calibration methods for MiniLM-L6 (default: minmax percentile)",
     )
     parser.add_argument("--percentile", type=float, default=QConfig().percentile)
-    parser.add_argument("--activation-dtype", choices=["uint8", "int8"], default=QConfig().activation_dtype)
+    parser.add_argument("--activation-dtype", choices=["uint8", "int8"], default="uint8")
     parser.add_argument("--symmetric-activations", action="store_true")
     parser.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
     parser.add_argument("--skip", nargs="+", default=[], help="layer names or op types tvmq keeps in float")
