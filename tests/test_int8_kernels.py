@@ -300,3 +300,15 @@ def test_tensorized_arm_int8_model_under_qemu_equals_the_x86_build(aarch64_runne
         actual = RunnerPackage(tmp_path / "arm").run(inputs)
         for name in expected:
             np.testing.assert_array_equal(actual[name], expected[name])
+
+
+def test_meta_schedule_keeps_its_info_lines_off_the_console_however_often_it_sets_up(tmp_path, capsys):
+    """tune_contexts sets MetaSchedule's logging up twice for an int8 model (plain and int8
+    spaces); each setup used to reset the level, and every later line reached the console."""
+    import logging
+
+    tasks = extract_tasks(_matmul_module("uint8", np.ones((16, 16), "int8"), 4), X86_AVX2)
+    with quiet_meta_schedule():
+        tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, weights_7_bit=True)
+        logging.getLogger("tvm.s_tir.meta_schedule").info("TaskScheduler picks Task #0")
+    assert "TaskScheduler picks" not in capsys.readouterr().out
