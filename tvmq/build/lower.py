@@ -84,8 +84,8 @@ def pad_int8_conv_channels(mod: tvm.IRModule, multiple: int = 4) -> tvm.IRModule
     data, weight = wildcard(), is_const()
     conv = is_op("relax.nn.conv2d")(data, weight)
 
-    def rewrite(call: relax.Call, matches) -> relax.Expr:
-        w = constant_value(matches[weight])
+    def rewrite(expr: relax.Expr, matches) -> relax.Expr:
+        call, w = matches[conv], constant_value(matches[weight])
         short = -w.shape[1] % multiple
         attrs = call.attrs
         if (
@@ -94,7 +94,7 @@ def pad_int8_conv_channels(mod: tvm.IRModule, multiple: int = 4) -> tvm.IRModule
             or attrs.groups != 1
             or (attrs.data_layout, attrs.kernel_layout) != ("NCHW", "OIHW")
         ):
-            return call
+            return expr
         padded_data = relax.op.nn.pad(matches[data], [0, 0, 0, short, 0, 0, 0, 0])
         padded_weight = relax.const(np.pad(w, [(0, 0), (0, short), (0, 0), (0, 0)]))
         return relax.op.nn.conv2d(
