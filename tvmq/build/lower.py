@@ -97,16 +97,7 @@ def pad_int8_conv_channels(mod: tvm.IRModule, multiple: int = 4) -> tvm.IRModule
             return expr
         padded_data = relax.op.nn.pad(matches[data], [0, 0, 0, short, 0, 0, 0, 0])
         padded_weight = relax.const(np.pad(w, [(0, 0), (0, short), (0, 0), (0, 0)]))
-        return relax.op.nn.conv2d(
-            padded_data,
-            padded_weight,
-            strides=attrs.strides,
-            padding=attrs.padding,
-            dilation=attrs.dilation,
-            data_layout=attrs.data_layout,
-            kernel_layout=attrs.kernel_layout,
-            out_dtype=attrs.out_dtype,
-        )
+        return relax.Call(call.op, [padded_data, padded_weight], attrs, call.ty_args)
 
     return with_main(mod, rewrite_call(conv, rewrite, mod["main"]))
 

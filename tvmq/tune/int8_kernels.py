@@ -87,46 +87,34 @@ def _pmaddubsw_dot(lanes: int, pmaddubsw: str, pmaddwd: str) -> tvm.tirx.PrimFun
     return implementation
 
 
-@T.prim_func(s_tir=True)
-def _vpdpbusd_dot_16x4(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
-    B: T.Buffer((16, 4), "int8", offset_factor=1),
-    C: T.Buffer((16,), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-        T.writes(C[0:16])
-        # LLVM's vpdpbusd takes the bytes as <64 x i8> (TVM's own intrinsic passes <16 x i32>,
-        # which this LLVM rejects).
-        a_bytes = T.reinterpret(
-            T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 16), dtype="uint8x64"
-        )
-        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-            C.vload([0], dtype="int32x16"),
-            a_bytes,
-            B.vload([0, 0], dtype="int8x64"),
-            dtype="int32x16",
-        )
+def _accumulating_dot(lanes: int, activation: str, instruction: str) -> tvm.tirx.PrimFunc:
+    """The description with one instruction that adds four byte products into each int32 lane
+    of an accumulator: vpdpbusd (u8 x s8, 16 lanes) or sdot (s8 x s8, 4 lanes). LLVM takes the
+    bytes as byte vectors (TVM's own VNNI intrinsic passes <16 x i32>, which this LLVM rejects)."""
+    activation_bytes, weight_bytes, sums = f"{activation}x{4 * lanes}", f"int8x{4 * lanes}", f"int32x{lanes}"
 
+    @T.prim_func(s_tir=True)
+    def implementation(
+        A: T.Buffer((4,), activation, offset_factor=1),
+        B: T.Buffer((lanes, 4), "int8", offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            a_bytes = T.reinterpret(
+                T.broadcast(T.reinterpret(A.vload([0], f"{activation}x4"), dtype="int32"), lanes),
+                dtype=activation_bytes,
+            )
+            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(instruction),
+                C.vload([0], dtype=sums),
+                a_bytes,
+                B.vload([0, 0], dtype=weight_bytes),
+                dtype=sums,
+            )
 
-@T.prim_func(s_tir=True)
-def _sdot_dot_4x4(
-    A: T.Buffer((4,), "int8", offset_factor=1),
-    B: T.Buffer((4, 4), "int8", offset_factor=1),
-    C: T.Buffer((4,), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-        T.writes(C[0:4])
-        a_bytes = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"), 4), dtype="int8x16")
-        C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
-            C.vload([0], dtype="int32x4"),
-            B.vload([0, 0], dtype="int8x16"),
-            a_bytes,
-            dtype="int32x4",
-        )
+    return implementation
 
 
 @T.prim_func(s_tir=True)
@@ -191,7 +179,13 @@ _DESCRIPTIONS = {(lanes, a): _dot_description(lanes, a) for lanes, a in ((16, "u
 INTRINSICS = {
     intrin.isa: intrin
     for intrin in (
-        DotIntrin("tvmq_avx512vnni_u8s8i32_dot_16x4", "avx512vnni", 16, "uint8", _vpdpbusd_dot_16x4),
+        DotIntrin(
+            "tvmq_avx512vnni_u8s8i32_dot_16x4",
+            "avx512vnni",
+            16,
+            "uint8",
+            _accumulating_dot(16, "uint8", "llvm.x86.avx512.vpdpbusd.512"),
+        ),
         DotIntrin(
             "tvmq_avx512bw_u8s8i32_dot_16x4",
             "avx512bw",
@@ -206,7 +200,13 @@ INTRINSICS = {
             "uint8",
             _pmaddubsw_dot(8, "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
         ),
-        DotIntrin("tvmq_sdot_s8s8i32_dot_4x4", "dotprod", 4, "int8", _sdot_dot_4x4),
+        DotIntrin(
+            "tvmq_sdot_s8s8i32_dot_4x4",
+            "dotprod",
+            4,
+            "int8",
+            _accumulating_dot(4, "int8", "llvm.aarch64.neon.sdot.v4i32.v16i8"),
+        ),
         DotIntrin("tvmq_neon_s8s8i32_dot_4x4", "neon", 4, "int8", _smull_dot_4x4),
     )
 }
@@ -224,10 +224,15 @@ def intrin_for(target: tvm.target.Target) -> DotIntrin | None:
     return INTRINSICS.get(int8_dot_isa(target))
 
 
+def intrin_named_in(text: str) -> DotIntrin | None:
+    """The intrinsic a tuning record's trace (or its JSON) names, or None: the kernel it
+    schedules is tensorized with that intrinsic."""
+    return next((intrin for intrin in INTRINSICS.values() if intrin.name in text), None)
+
+
 def record_intrin(record: ms.database.TuningRecord) -> DotIntrin | None:
     """The intrinsic a tuning record's kernel is tensorized with, or None."""
-    trace = str(record.trace)
-    return next((intrin for intrin in INTRINSICS.values() if intrin.name in trace), None)
+    return intrin_named_in(str(record.trace))
 
 
 def weights_within_7_bits(mod: tvm.IRModule) -> bool:

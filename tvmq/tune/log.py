@@ -28,7 +28,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.tirx import IndexMap
 
-from tvmq.tune.int8_kernels import INTRINSICS, record_intrin, register_intrinsics
+from tvmq.tune.int8_kernels import intrin_named_in, record_intrin, register_intrinsics
 
 log = logging.getLogger(__name__)
 
@@ -271,9 +271,6 @@ def summarize(directory: str | os.PathLike) -> list[WorkloadSummary]:
     return summaries
 
 
-INTRIN_NAMES = [intrin.name for intrin in INTRINSICS.values()]
-
-
 def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top: int | None = None) -> int:
     """Write the union of log folders to `destination` (replacing it whole, atomically): each
     workload once, records without duplicates, with `top` only the best `top` records per
@@ -291,8 +288,8 @@ def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top:
             text = json.dumps(line.data, sort_keys=True)
             if text not in seen:
                 seen.add(text)
-                intrin = next((name for name in INTRIN_NAMES if name in text), None)
-                key = (line.data.get("hash"), line.data.get("target"), intrin)
+                intrin = intrin_named_in(text)
+                key = (line.data.get("hash"), line.data.get("target"), intrin and intrin.name)
                 records.setdefault(key, []).append(line.data)
     kept = []
     for group in records.values():
