@@ -279,10 +279,10 @@ def padded_relu6_convs() -> onnx.ModelProto:
     )
 
 
-def pointwise_relu6_then_padded_conv() -> onnx.ModelProto:
-    """A MobileNet/EfficientNet block boundary: 1x1 Conv, ReLU6, then the explicit "same" Pad
-    (bottom/right only) of the next stride-2 3x3 Conv. Fusion puts conv + clip + pad in one kernel, which dlight's GPU Matmul rule
-    cannot schedule (it asserts)."""
+def pointwise_relu6_then_padded_conv(channels: int = 8) -> onnx.ModelProto:
+    """A MobileNet/EfficientNet block boundary: 1x1 Conv (4 -> `channels`), ReLU6, then the
+    explicit "same" Pad (bottom/right only) of the next stride-2 3x3 Conv. Fusion puts conv +
+    clip + pad in one kernel, which dlight's GPU Matmul rule cannot schedule (it asserts)."""
     rng = _rng(5)
     nodes = [
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="expand"),
@@ -291,13 +291,12 @@ def pointwise_relu6_then_padded_conv() -> onnx.ModelProto:
         helper.make_node("Conv", ["padded", "w2"], ["y"], strides=[2, 2], name="conv3x3"),
     ]
     initializers = [
-        ("w1", rng.normal(0, 0.5, (8, 4, 1, 1)).astype(np.float32)),
-        ("b1", rng.normal(0, 0.5, 8).astype(np.float32)),
+        ("w1", rng.normal(0, 0.5, (channels, 4, 1, 1)).astype(np.float32)),
+        ("b1", rng.normal(0, 0.5, channels).astype(np.float32)),
         ("zero", np.array(0.0, np.float32)),
         ("six", np.array(6.0, np.float32)),
         ("pads", _i64(0, 0, 0, 0, 0, 0, 1, 1)),
-        ("w2", rng.normal(0, 0.5, (8, 8, 3, 3)).astype(np.float32)),
+        ("w2", rng.normal(0, 0.5, (channels, channels, 3, 3)).astype(np.float32)),
     ]
-    return make_model(
-        nodes, [("x", TensorProto.FLOAT, [1, 4, 8, 8])], [("y", TensorProto.FLOAT, [1, 8, 4, 4])], initializers
-    )
+    outputs = [("y", TensorProto.FLOAT, [1, channels, 4, 4])]
+    return make_model(nodes, [("x", TensorProto.FLOAT, [1, 4, 8, 8])], outputs, initializers)

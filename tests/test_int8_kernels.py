@@ -11,6 +11,7 @@ import numpy as np
 import onnx_models
 import pytest
 import tvm
+from relax_models import matmul
 from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 
@@ -33,17 +34,6 @@ from tvmq.tune.tuner import quiet_meta_schedule
 
 X86_AVX2 = tuning_target(load_target("x86-avx2"), num_cores=2)
 X86_PRESETS = ["x86-avx2", "x86-avx512", "x86-vnni"]  # one per intrinsic
-
-
-def _matmul_module(x_dtype: str, weights: np.ndarray, rows: int) -> tvm.IRModule:
-    builder = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType((rows, weights.shape[0]), x_dtype))
-    with builder.function("main", [x]):
-        with builder.dataflow():
-            out_dtype = "int32" if "int" in x_dtype else x_dtype
-            out = builder.emit_output(builder.emit(relax.op.matmul(x, relax.const(weights), out_dtype=out_dtype)))
-        builder.emit_func_output(out)
-    return builder.get()
 
 
 def _tensorized_spaces(kernel: tvm.IRModule, target=X86_AVX2) -> list[tvm.s_tir.Schedule]:
@@ -87,7 +77,7 @@ def test_every_tensorized_design_space_matches_numpy_exactly_on_odd_shapes(prese
     weights_i8.flat[:2] = (low, high)
     x_u8 = rng.integers(0, 256, (rows, depth)).astype("uint8")
     x_u8.flat[0] = 255
-    (task,) = extract_tasks(_matmul_module("uint8", weights_i8, rows), target)
+    (task,) = extract_tasks(matmul("uint8", weights_i8, rows), target)
     spaces = _tensorized_spaces(task.dispatched[0], target)
     assert spaces, "no design space used the intrinsic"
     expected = x_u8.astype(np.int32) @ weights_i8.astype(np.int32)
@@ -112,7 +102,7 @@ def test_the_int8_matmul_assembly_contains_the_targets_dot_product_instructions(
     # Code generation only: it needs no CPU that has the instructions.
     target = tuning_target(load_target(preset), 2)
     activations = intrin_for(target).activation
-    (task,) = extract_tasks(_matmul_module(activations, np.ones((64, 32), "int8"), 16), target)
+    (task,) = extract_tasks(matmul(activations, np.ones((64, 32), "int8"), 16), target)
     space = _tensorized_spaces(task.dispatched[0], target)[0]
     assembly = tvm.build(space.mod, target=target).inspect_source("asm")
     for instruction in instructions:
@@ -120,7 +110,7 @@ def test_the_int8_matmul_assembly_contains_the_targets_dot_product_instructions(
 
 
 def test_float_kernels_keep_the_default_search_space(tmp_path):
-    tasks = extract_tasks(_matmul_module("float32", np.ones((16, 8), "float32"), 4), X86_AVX2)
+    tasks = extract_tasks(matmul("float32", np.ones((16, 8), "float32"), 4), X86_AVX2)
     with quiet_meta_schedule():
         (context,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, weights_7_bit=True)
     assert not _uses_int8_space(context)
@@ -143,7 +133,7 @@ def _uses_int8_space(context) -> bool:
 def test_int8_kernels_get_the_int8_space_with_8_bit_weights_unless_vpmaddubsw(tmp_path, preset, with_8_bit_weights):
     target = tuning_target(load_target(preset), 2)
     activations = intrin_for(target).activation
-    tasks = extract_tasks(_matmul_module(activations, np.ones((16, 16), "int8"), 4), target)
+    tasks = extract_tasks(matmul(activations, np.ones((16, 16), "int8"), 4), target)
     with quiet_meta_schedule():  # MetaSchedule's logging setup fails on pytest's log handlers
         (fits,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, weights_7_bit=True)
         (overflows,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, weights_7_bit=False)
@@ -153,8 +143,8 @@ def test_int8_kernels_get_the_int8_space_with_8_bit_weights_unless_vpmaddubsw(tm
 
 def test_weights_fit_7_bits_when_two_products_stay_within_int16():
     # 255 * (64 + 64) = 32640 fits int16; one weight of 65 lets 255 * (65 + 64) = 32895 overflow.
-    assert weights_within_7_bits(_matmul_module("uint8", np.full((8, 8), -64, "int8"), 1))
-    assert not weights_within_7_bits(_matmul_module("uint8", np.full((8, 8), 65, "int8"), 1))
+    assert weights_within_7_bits(matmul("uint8", np.full((8, 8), -64, "int8"), 1))
+    assert not weights_within_7_bits(matmul("uint8", np.full((8, 8), 65, "int8"), 1))
 
 
 def _log_with_a_tensorized_record(directory, mod: tvm.IRModule, plain_seconds=(), target=X86_AVX2) -> tvm.IRModule:
@@ -174,7 +164,7 @@ def _log_with_a_tensorized_record(directory, mod: tvm.IRModule, plain_seconds=()
 
 
 def test_a_tensorized_record_is_written_to_the_log_and_read_back(tmp_path):
-    scheduled = _log_with_a_tensorized_record(tmp_path, _matmul_module("uint8", np.ones((64, 32), "int8"), 16))
+    scheduled = _log_with_a_tensorized_record(tmp_path, matmul("uint8", np.ones((64, 32), "int8"), 16))
     (record,) = TuningLog(tmp_path, X86_AVX2).get_all_tuning_records()
     assert record_intrin(record) is INTRINSICS["avx2"]
     replayed = tvm.s_tir.Schedule(record.workload.mod)
@@ -185,7 +175,7 @@ def test_a_tensorized_record_is_written_to_the_log_and_read_back(tmp_path):
 
 
 def test_a_pruned_merge_keeps_the_best_plain_record_beside_the_best_tensorized_one(tmp_path):
-    mod = _matmul_module("uint8", np.ones((64, 32), "int8"), 16)
+    mod = matmul("uint8", np.ones((64, 32), "int8"), 16)
     _log_with_a_tensorized_record(tmp_path / "full", mod, plain_seconds=[3e-5, 2e-5])
     assert merge([tmp_path / "full"], tmp_path / "pruned", top=1) == 2
     kept = TuningLog(tmp_path / "pruned", X86_AVX2).get_all_tuning_records()
@@ -206,7 +196,7 @@ def _kernels_called(executable) -> list[str]:
 def test_compiling_with_the_log_packs_the_weights_once_and_computes_exactly(tmp_path):
     rng = np.random.default_rng(1)
     weights = rng.integers(-64, 65, (40, 24)).astype("int8")  # 7 bits: the intrinsic is exact
-    mod = _matmul_module("uint8", weights, 3)
+    mod = matmul("uint8", weights, 3)
     _log_with_a_tensorized_record(tmp_path, mod)
     executable, covered = build_tuned_executable(mod, load_target("x86-avx2"), tmp_path)
     assert len(covered.tuned) == 1 and not covered.untuned
@@ -221,7 +211,7 @@ def test_8_bit_weights_compile_without_the_tensorized_records(tmp_path, caplog):
     # 255 * 127 + 255 * 127 overflows vpmaddubsw's int16 sums: the tensorized kernel would be
     # wrong on every output, so the log's record must not be applied.
     weights = np.full((40, 24), 127, "int8")
-    mod = _matmul_module("uint8", weights, 3)
+    mod = matmul("uint8", weights, 3)
     _log_with_a_tensorized_record(tmp_path, mod)
     with caplog.at_level(logging.WARNING, logger="tvmq"):
         executable, covered = build_tuned_executable(mod, load_target("x86-avx2"), tmp_path)
@@ -237,7 +227,7 @@ def test_vnni_records_apply_to_8_bit_weights_and_compute_exactly(tmp_path):
     target = tuning_target(preset, 2)
     weights = np.full((40, 24), 127, "int8")
     weights[::3] = -128
-    mod = _matmul_module("uint8", weights, 3)
+    mod = matmul("uint8", weights, 3)
     _log_with_a_tensorized_record(tmp_path, mod, target=target)
     executable, covered = build_tuned_executable(mod, preset, tmp_path, num_cores=2)
     assert len(covered.tuned) == 1
@@ -252,7 +242,7 @@ def test_the_default_space_never_uses_tvms_own_x86_int8_intrinsics(tmp_path, pre
     """MetaSchedule's space chosen by target tensorizes int8 kernels on AVX-512 CPUs with TVM's
     dot_16x4_avx512 (vpmaddubsw: wrong on 8-bit weights) or dot_16x4_vnni (rejected by LLVM)."""
     target = tuning_target(load_target(preset), 2)
-    tasks = extract_tasks(_matmul_module("uint8", np.ones((64, 64), "int8"), 16), target)
+    tasks = extract_tasks(matmul("uint8", np.ones((64, 64), "int8"), 16), target)
     with quiet_meta_schedule():
         (context,), _ = tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, weights_7_bit=False)
         spaces = context.space_generator.generate_design_space(context.mod)
@@ -275,12 +265,13 @@ def _tensorized_log(mod: tvm.IRModule, target, directory) -> int:
     return written
 
 
+@pytest.mark.parametrize("tuned", [True, False], ids=["tuned", "default-schedule"])
 @pytest.mark.parametrize("preset", ["arm-cortex-a76", "arm-cortex-a72"])
-def test_tensorized_arm_int8_model_under_qemu_equals_the_x86_build(aarch64_runner, tmp_path, preset):
+def test_tensorized_arm_int8_model_under_qemu_equals_the_x86_build(aarch64_runner, tmp_path, preset, tuned):
     """sdot (Cortex-A76) and smull/saddlp (Cortex-A72) kernels, on two convolutions (1x1, then a
     padded stride-2 3x3) quantized for ARM (int8 activations, 8-bit weights): compiled with a
-    log of tensorized records and run under qemu, the output equals the x86 build's (plain
-    integer kernels) bit for bit."""
+    log of tensorized records, or without one (tvmq's default int8 schedule), and run under
+    qemu, the output equals the x86 build's bit for bit."""
     from tvmq.build.lower import codegen_module
     from tvmq.runtime.cpp_runner import RunnerPackage
 
@@ -289,10 +280,12 @@ def test_tensorized_arm_int8_model_under_qemu_equals_the_x86_build(aarch64_runne
     int8 = quantize_model(fp32, calibration, target=preset)
     assert int8.quantization["config"]["activation_dtype"] == "int8"
     arm = load_target(preset)
-    target = tuning_target(arm, None)
-    assert _tensorized_log(codegen_module(int8.mod, arm), target, tmp_path / "log") == 2
-    metadata = tvmq.compile_model(int8, arm, tmp_path / "arm", tuning_log=tmp_path / "log")
-    assert len(metadata.tuning["tuned"]) == 2
+    log = None
+    if tuned:
+        log = tmp_path / "log"
+        assert _tensorized_log(codegen_module(int8.mod, arm), tuning_target(arm, None), log) == 2
+    metadata = tvmq.compile_model(int8, arm, tmp_path / "arm", tuning_log=log)
+    assert not tuned or len(metadata.tuning["tuned"]) == 2
     tvmq.compile_model(int8, "host", tmp_path / "x86")
     for seed in range(3):
         inputs = {"x": 3 * np.random.default_rng(seed).normal(size=(1, 4, 8, 8)).astype(np.float32)}
@@ -307,7 +300,7 @@ def test_meta_schedule_keeps_its_info_lines_off_the_console_however_often_it_set
     spaces); each setup used to reset the level, and every later line reached the console."""
     import logging
 
-    tasks = extract_tasks(_matmul_module("uint8", np.ones((16, 16), "int8"), 4), X86_AVX2)
+    tasks = extract_tasks(matmul("uint8", np.ones((16, 16), "int8"), 4), X86_AVX2)
     with quiet_meta_schedule():
         tune_contexts(tasks, str(tmp_path), num_threads=1, seed=0, weights_7_bit=True)
         logging.getLogger("tvm.s_tir.meta_schedule").info("TaskScheduler picks Task #0")

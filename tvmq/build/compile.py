@@ -10,17 +10,15 @@ from tvmq.target import TargetPreset, check_compiler
 
 
 def build_executable(mod, preset: TargetPreset):
-    """Compile a Relax module for the preset's target with TVM's default pipeline (on GPUs,
-    tvmq's variant of it: see `_pipeline`)."""
-    import tvm
+    """Compile a Relax module for the preset's target with TVM's default pipeline, as tvmq
+    varies it (see `_pipeline`)."""
     from tvm import relax
 
     target = preset.tvm_target()
     with step(f"compiling for {preset.name}"):
         try:
-            if target.kind.name == "cuda":
-                return relax.build(mod, target=target, relax_pipeline=_pipeline(target, tuned=False))
-            return tvm.compile(mod, target=target)
+            pipeline = _pipeline(target, tuned=False, int8_intrin=_default_int8_intrin(mod, target))
+            return relax.build(mod, target=target, relax_pipeline=pipeline)
         except Exception as err:
             raise BuildError(f"compiling for {preset.name} failed: {type(err).__name__}: {err}") from err
 
@@ -48,27 +46,40 @@ def build_tuned_executable(mod, preset: TargetPreset, log_dir: Path, num_cores: 
             log_dir,
         )
     covered = coverage(extract_tasks(mod, target), database, target)
+    int8_intrin = _default_int8_intrin(mod, target)
     with step(f"compiling for {preset.name} with tuned kernels ({covered.describe()})"):
         try:
             with target, database, tvm.transform.PassContext(opt_level=3):
-                return relax.build(mod, target=target, relax_pipeline=_pipeline(target, tuned=True)), covered
+                pipeline = _pipeline(target, tuned=True, int8_intrin=int8_intrin)
+                return relax.build(mod, target=target, relax_pipeline=pipeline), covered
         except Exception as err:
             raise BuildError(f"compiling for {preset.name} failed: {type(err).__name__}: {err}") from err
 
 
-def _pipeline(target, tuned: bool):
-    """TVM's backend pipeline for the target, with two changes. Tuned: the log's kernels are
+def _default_int8_intrin(mod, target):
+    """The intrinsic the int8 kernels without a tuned schedule are built on, or None: the
+    target has none, or only a vpmaddubsw one that the model's 8-bit weights would overflow."""
+    from tvmq.tune.int8_kernels import intrin_for, weights_within_7_bits
+
+    intrin = intrin_for(target)
+    return None if intrin is None or (intrin.saturates and not weights_within_7_bits(mod)) else intrin
+
+
+def _pipeline(target, tuned: bool, int8_intrin=None):
+    """TVM's backend pipeline for the target, with these changes. Tuned: the log's kernels are
     swapped in for the fused functions they tuned (before any default schedule, so the functions
-    still match the tuned workloads), and the weight packing those kernels chose (layout-rewrite
-    blocks) is split out and evaluated on the constant weights at compile time, so it never runs
-    per inference. GPU: kernels the log lacks get dlight's default schedules through
-    `default_gpu_schedule`, which survives the rules that fail on some kernels."""
+    still match the tuned workloads). Int8 kernels left without a schedule are tiled around
+    `int8_intrin` (tvmq.build.int8_schedule). The weight packing that tuned and int8 kernels
+    chose (layout-rewrite blocks) is split out and evaluated on the constant weights at compile
+    time, so it never runs per inference. GPU: kernels the log lacks get dlight's default
+    schedules through `default_gpu_schedule`, which survives the rules that fail on some kernels."""
     import tvm
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
     from tvm.relax.backend.cuda import pipeline as cuda_pipeline
 
     from tvmq.build.cuda import default_gpu_schedule
+    from tvmq.build.int8_schedule import default_int8_schedule
 
     gpu = target.kind.name == "cuda"  # tvmq's two target kinds: llvm and cuda
     pipeline = cuda_pipeline if gpu else cpu_pipeline
@@ -81,11 +92,11 @@ def _pipeline(target, tuned: bool):
         relax.transform.FuseTIR(),
     ]
     if tuned:
-        fuse += [
-            relax.transform.MetaScheduleApplyDatabase(),
-            relax.transform.SplitLayoutRewritePreproc(),
-            relax.transform.FoldConstant(),
-        ]
+        fuse.append(relax.transform.MetaScheduleApplyDatabase())
+    if int8_intrin is not None:
+        fuse.append(default_int8_schedule(int8_intrin))
+    if tuned or int8_intrin is not None:
+        fuse += [relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()]
     if gpu:
         fuse.append(default_gpu_schedule())
     return tvm.transform.Sequential([*fuse, *pipeline.dataflow_lower_passes(target), *pipeline.finalize_passes(target)])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import tvm
 from tvm.ir.utils import derived_object
@@ -276,11 +277,21 @@ def _blocks_under(sch: tvm.s_tir.Schedule, root: tvm.s_tir.SBlockRV) -> Iterator
         blocks.extend(sch.get_child_blocks(block))
 
 
-def _packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, intrin: DotIntrin):
-    """(weight read index, its N dim, its K dim, padding per block iter) for a reduction of
-    activation x s8 products into s32 that `intrin` computes, or None. N is the spatial iterator
-    that indexes the weights but not the activations; K the reduction iterator that is the
-    activations' innermost index."""
+class PackingPlan(NamedTuple):
+    """How a reduction of activation x s8 products into s32 maps onto an intrinsic. N is the
+    spatial iterator that indexes the weights but not the activations; K the reduction iterator
+    that is the activations' innermost index."""
+
+    weight_index: int  # which of the block's reads is the weights
+    n_dim: int  # the weights' dimension N indexes
+    k_dim: int  # ... and K
+    n_iter: int  # N's position among the block's iterators
+    k_iter: int  # ... and K's
+    padding: list[int]  # the multiple each block iterator is padded to (lanes for N, 4 for K)
+
+
+def packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, intrin: DotIntrin) -> PackingPlan | None:
+    """The plan for `block` if `intrin` computes it, else None."""
     stmt = sch.get(block)
     operands = [
         (i, region) for i, region in enumerate(stmt.reads) if region.source.dtype in ("int8", intrin.activation)
@@ -306,8 +317,10 @@ def _packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, intrin: Do
         return None
     n_dim = next(i for i, w in enumerate(weight_vars) if w is not None and w.same_as(n[0]))
     k_dim = next(i for i, w in enumerate(weight_vars) if w is not None and w.same_as(k))
-    padding = [intrin.lanes if iv.var.same_as(n[0]) else REDUCE if iv.var.same_as(k) else 1 for iv in stmt.iter_vars]
-    return weight_index, n_dim, k_dim, padding
+    n_iter = next(i for i, iv in enumerate(stmt.iter_vars) if iv.var.same_as(n[0]))
+    k_iter = next(i for i, iv in enumerate(stmt.iter_vars) if iv.var.same_as(k))
+    padding = [intrin.lanes if i == n_iter else REDUCE if i == k_iter else 1 for i in range(len(stmt.iter_vars))]
+    return PackingPlan(weight_index, n_dim, k_dim, n_iter, k_iter, padding)
 
 
 def _feeds_intrin_data(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, intrin: DotIntrin) -> bool:
@@ -316,9 +329,9 @@ def _feeds_intrin_data(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, intri
     if len(written) != 1 or written[0].source.dtype != intrin.activation:
         return False
     for consumer in sch.get_consumers(block):
-        plan = _packing_plan(sch, consumer, intrin)
+        plan = packing_plan(sch, consumer, intrin)
         if plan is not None and any(
-            r.source.same_as(written[0].source) for i, r in enumerate(sch.get(consumer).reads) if i != plan[0]
+            r.source.same_as(written[0].source) for i, r in enumerate(sch.get(consumer).reads) if i != plan.weight_index
         ):
             return True
     return False
@@ -336,13 +349,38 @@ def _packed_index(n_dim: int, k_dim: int, lanes: int):
     return index
 
 
+def pack_weights_for_intrin(sch: tvm.s_tir.Schedule, name: str, intrin: DotIntrin) -> tvm.s_tir.Schedule | None:
+    """A copy of `sch` in which block `name` (a reduction the intrinsic computes) has N and K
+    padded to the intrinsic's lanes x 4 where needed and reads its weights packed, or None when
+    the block cannot be prepared so. Unpadded weights are packed by a copy marked as
+    layout-rewrite preprocessing, which the compiler folds into the constant weights; padded ones
+    are packed with their padding, in the kernel (TVM's layout rewriting takes plain copies only)."""
+    plan = packing_plan(sch, sch.get_sblock(name), intrin)
+    if plan is None:
+        return None
+    prepared = sch.copy()
+    block = prepared.get_sblock(name)
+    try:
+        extents = [int(iv.dom.extent) for iv in prepared.get(block).iter_vars]
+        if any(e % p for e, p in zip(extents, plan.padding)):
+            prepared.pad_einsum(block, plan.padding)
+        weights = prepared.get(block).reads[plan.weight_index].source
+        producers = [p for p in prepared.get_producers(block) if prepared.get(p).writes[0].source.same_as(weights)]
+        packer = producers[0] if producers else prepared.cache_read(block, plan.weight_index, "global")
+        packed_index = _packed_index(plan.n_dim, plan.k_dim, intrin.lanes)
+        prepared.transform_layout(block, ("read", plan.weight_index), packed_index)
+    except tvm.s_tir.ScheduleError:
+        return None
+    if not producers:  # a plain copy of the weights: folded into them at compile time
+        prepared.annotate(packer, "meta_schedule.layout_rewrite_preproc", True)
+    prepared.annotate(packer, "schedule_rule", "None")
+    return prepared
+
+
 @derived_object
 class PackWeightsForIntrin(ms.schedule_rule.PyScheduleRule):
-    """Prepares an int8 -> s32 block for MultiLevelTilingWithIntrin: pads N and K to the
-    intrinsic's lanes x 4 (when the block allows it) and packs the weights. Unpadded weights are
-    packed by a copy marked as layout-rewrite preprocessing, which the compiler folds into the
-    constant weights; padded ones are packed with their padding, in the kernel (TVM's layout
-    rewriting takes plain copies only)."""
+    """Prepares an int8 -> s32 block for MultiLevelTilingWithIntrin (pack_weights_for_intrin)
+    and keeps the padding of its activations a stage of its own."""
 
     def __init__(self, isa: str):
         self.intrin = INTRINSICS[isa]
@@ -356,29 +394,8 @@ class PackWeightsForIntrin(ms.schedule_rule.PyScheduleRule):
             # expressions, which the intrinsic cannot take: padding stays a stage of its own.
             sch.annotate(block, "meta_schedule.inline_rule", "disable")
             return [sch]
-        plan = _packing_plan(sch, block, self.intrin)
-        if plan is None:
-            return [sch]
-        weight_index, n_dim, k_dim, padding = plan
-        prepared = sch.copy()
-        block = prepared.get_sblock(sch.get(block).name_hint)
-        try:
-            extents = [int(iv.dom.extent) for iv in prepared.get(block).iter_vars]
-            if any(e % p for e, p in zip(extents, padding)):
-                prepared.pad_einsum(block, padding)
-            producers = [
-                p
-                for p in prepared.get_producers(block)
-                if prepared.get(p).writes[0].source.same_as(prepared.get(block).reads[weight_index].source)
-            ]
-            packer = producers[0] if producers else prepared.cache_read(block, weight_index, "global")
-            prepared.transform_layout(block, ("read", weight_index), _packed_index(n_dim, k_dim, self.intrin.lanes))
-        except tvm.s_tir.ScheduleError:
-            return [sch]
-        if not producers:  # a plain copy of the weights: folded into them at compile time
-            prepared.annotate(packer, "meta_schedule.layout_rewrite_preproc", True)
-        prepared.annotate(packer, "schedule_rule", "None")
-        return [prepared]
+        prepared = pack_weights_for_intrin(sch, sch.get(block).name_hint, self.intrin)
+        return [prepared or sch]
 
     def clone(self) -> ms.schedule_rule.ScheduleRule:
         return PackWeightsForIntrin(self.intrin.isa)

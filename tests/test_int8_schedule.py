@@ -1,0 +1,107 @@
+"""The default int8 schedule (tvmq.build.int8_schedule): with no tuning log, every int8 matmul
+and convolution that the target's dot-product intrinsic computes is tiled around it instead of
+compiling to TVM's naive loops; the results stay exact (numpy, or the plain integer kernels),
+whatever the shapes; float kernels are left alone."""
+
+import re
+
+import numpy as np
+import onnx_models
+import pytest
+import tvm
+from relax_models import matmul
+from tvm import relax
+
+import tvmq
+from tvmq.build.compile import build_executable
+from tvmq.build.int8_schedule import schedule_int8_kernel
+from tvmq.build.lower import codegen_module
+from tvmq.quantize import quantize_model
+from tvmq.target import load_target
+from tvmq.tune.int8_kernels import intrin_for, tensorizable_block
+from tvmq.tune.tasks import extract_tasks, tuning_target
+
+X86_PRESETS = ["x86-avx2", "x86-avx512", "x86-vnni"]  # one per x86 intrinsic
+
+
+def _skip_unless_runnable(preset: str) -> None:
+    reason = load_target(preset).cannot_run_here()
+    if reason:
+        pytest.skip(reason)
+
+
+def _kernel(mod: tvm.IRModule, target) -> tvm.tirx.PrimFunc:
+    (task,) = extract_tasks(mod, target)
+    return task.dispatched[0]["main"]
+
+
+@pytest.mark.parametrize("preset", X86_PRESETS)
+@pytest.mark.parametrize("rows, depth, columns", [(7, 10, 13), (16, 64, 48), (1, 36, 40)])
+def test_an_untuned_int8_matmul_equals_numpy_on_odd_shapes(preset, rows, depth, columns):
+    """Depth not a multiple of 4 and columns not a multiple of the lanes are padded; a prime
+    row count gets a tile of its own size; one row is a matrix-vector product."""
+    _skip_unless_runnable(preset)
+    intrin = intrin_for(load_target(preset).tvm_target())
+    rng = np.random.default_rng(rows + depth)
+    low, high = (-64, 64) if intrin.saturates else (-128, 127)  # vpmaddubsw: 7-bit weights
+    weights = rng.integers(low, high + 1, (depth, columns)).astype("int8")
+    weights.flat[:2] = (low, high)
+    x = rng.integers(0, 256, (rows, depth)).astype("uint8")
+    x.flat[0] = 255
+    executable = build_executable(matmul("uint8", weights, rows), load_target(preset))
+    out = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+    np.testing.assert_array_equal(out, x.astype(np.int32) @ weights.astype(np.int32))
+
+
+@pytest.mark.parametrize(
+    "preset, instruction",
+    [
+        ("x86-avx2", "vpmaddubsw\t%ymm"),
+        ("x86-avx512", "vpmaddubsw\t%zmm"),
+        ("x86-vnni", "vpdpbusd\t%zmm"),
+        ("arm-cortex-a76", r"sdot\tv\d+\.4s"),
+        ("arm-cortex-a72", r"smull\tv"),
+    ],
+)
+def test_the_default_schedule_tensorizes_with_the_targets_instruction_across_cores(preset, instruction):
+    # Code generation only: it needs no CPU that has the instructions.
+    target = tuning_target(load_target(preset), 2)
+    intrin = intrin_for(target)
+    scheduled = schedule_int8_kernel(_kernel(matmul(intrin.activation, np.ones((64, 64), "int8"), 16), target), intrin)
+    assert scheduled is not None and "T.parallel" in scheduled.script()
+    assembly = tvm.tirx.build(tvm.IRModule({"main": scheduled}), target=target).inspect_source("asm")
+    assert re.search(instruction, assembly)
+
+
+def test_float_kernels_are_left_to_the_default_code():
+    target = tuning_target(load_target("x86-vnni"), 2)
+    kernel = _kernel(matmul("float32", np.ones((64, 64), "float32"), 16), target)
+    assert schedule_int8_kernel(kernel, intrin_for(target)) is None
+
+
+@pytest.mark.parametrize("preset", X86_PRESETS)
+def test_an_untuned_int8_model_equals_the_plain_integer_kernels(tmp_path, preset):
+    """Two convolutions (1x1, then a padded stride-2 3x3) with bias, ReLU6 and requantization,
+    32 channels (two tiles of AVX-512's 16 lanes): both kernels get the schedule, with their
+    epilogues fused, and the package's outputs equal those of TVM's unscheduled integer
+    kernels bit for bit."""
+    _skip_unless_runnable(preset)
+    fp32 = tvmq.load_model(onnx_models.pointwise_relu6_then_padded_conv(channels=32))
+    calibration = {"x": np.random.default_rng(1).normal(size=(16, 4, 8, 8)).astype(np.float32)}
+    int8 = quantize_model(fp32, calibration, target=preset)
+    mod = codegen_module(int8.mod, load_target(preset))
+    target = tuning_target(load_target(preset), 2)
+    intrin = intrin_for(target)
+    kernels = [task.dispatched[0] for task in extract_tasks(mod, target)]
+    tensorizable = [kernel for kernel in kernels if tensorizable_block(kernel, intrin) is not None]
+    assert len(tensorizable) == 2
+    assert all(schedule_int8_kernel(kernel["main"], intrin) is not None for kernel in tensorizable)
+
+    tvmq.compile_model(int8, preset, tmp_path / "pkg")
+    plain = relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
+    package = tvmq.load_package(tmp_path / "pkg")
+    for seed in range(3):
+        x = 3 * np.random.default_rng(seed).normal(size=(1, 4, 8, 8)).astype(np.float32)
+        (expected,) = [plain["main"](tvm.runtime.tensor(x)).numpy()]
+        (actual,) = package.run({"x": x}).values()
+        np.testing.assert_array_equal(actual, expected)
