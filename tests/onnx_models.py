@@ -300,3 +300,32 @@ def pointwise_relu6_then_padded_conv(channels: int = 8) -> onnx.ModelProto:
     ]
     outputs = [("y", TensorProto.FLOAT, [1, channels, 4, 4])]
     return make_model(nodes, [("x", TensorProto.FLOAT, [1, 4, 8, 8])], outputs, initializers)
+
+
+def residual_block(channels: int = 32) -> onnx.ModelProto:
+    """ResNet's basic block between two 1x1 Convs: 3x3 Conv, Relu, 3x3 Conv, Add of the block's
+    input, Relu. Quantized, the Add joins two integer tensors (convolution outputs), so the
+    second 3x3 convolution's kernel also requantizes the skip connection."""
+    rng = _rng(6)
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["c0"], name="stem"),
+        helper.make_node("Relu", ["c0"], ["block_input"], name="relu0"),
+        helper.make_node("Conv", ["block_input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+        helper.make_node("Add", ["c2", "block_input"], ["sum"], name="residual"),
+        helper.make_node("Relu", ["sum"], ["r2"], name="relu2"),
+        helper.make_node("Conv", ["r2", "w3"], ["y"], name="head"),
+    ]
+    scale = 1 / np.sqrt(9 * channels)
+    pointwise = (channels, channels, 1, 1)
+    initializers = [
+        ("w0", rng.normal(0, 1 / np.sqrt(channels), pointwise).astype(np.float32)),
+        ("w1", rng.normal(0, scale, (channels, channels, 3, 3)).astype(np.float32)),
+        ("b1", rng.normal(0, 0.1, channels).astype(np.float32)),
+        ("w2", rng.normal(0, scale, (channels, channels, 3, 3)).astype(np.float32)),
+        ("b2", rng.normal(0, 0.1, channels).astype(np.float32)),
+        ("w3", rng.normal(0, 1 / np.sqrt(channels), pointwise).astype(np.float32)),
+    ]
+    shape = [1, channels, 6, 6]
+    return make_model(nodes, [("x", TensorProto.FLOAT, shape)], [("y", TensorProto.FLOAT, shape)], initializers)

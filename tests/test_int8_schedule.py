@@ -80,28 +80,36 @@ def test_float_kernels_are_left_to_the_default_code():
 
 
 @pytest.mark.parametrize("preset", X86_PRESETS)
-def test_an_untuned_int8_model_equals_the_plain_integer_kernels(tmp_path, preset):
-    """Two convolutions (1x1, then a padded stride-2 3x3) with bias, ReLU6 and requantization,
-    32 channels (two tiles of AVX-512's 16 lanes): both kernels get the schedule, with their
-    epilogues fused, and the package's outputs equal those of TVM's unscheduled integer
-    kernels bit for bit."""
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param(lambda: onnx_models.pointwise_relu6_then_padded_conv(channels=32), id="pointwise-then-strided"),
+        pytest.param(onnx_models.residual_block, id="residual-block"),
+    ],
+)
+def test_an_untuned_int8_model_equals_the_plain_integer_kernels(tmp_path, preset, model):
+    """Convolutions with bias, ReLU (or ReLU6), requantization, an explicit pad before a
+    stride-2 3x3, a residual Add of two integer tensors, 32 channels (two tiles of AVX-512's 16
+    lanes): every convolution's kernel gets the schedule, with its epilogue fused, and the
+    package's outputs equal those of TVM's unscheduled integer kernels bit for bit."""
     _skip_unless_runnable(preset)
-    fp32 = tvmq.load_model(onnx_models.pointwise_relu6_then_padded_conv(channels=32))
-    calibration = {"x": np.random.default_rng(1).normal(size=(16, 4, 8, 8)).astype(np.float32)}
-    int8 = quantize_model(fp32, calibration, target=preset)
+    fp32 = tvmq.load_model(model())
+    (spec,) = fp32.inputs
+    rng = np.random.default_rng(1)
+    int8 = quantize_model(fp32, {spec.name: rng.normal(size=(16, *spec.shape[1:])).astype(np.float32)}, target=preset)
     mod = codegen_module(int8.mod, load_target(preset))
     target = tuning_target(load_target(preset), 2)
     intrin = intrin_for(target)
     kernels = [task.dispatched[0] for task in extract_tasks(mod, target)]
     tensorizable = [kernel for kernel in kernels if tensorizable_block(kernel, intrin) is not None]
-    assert len(tensorizable) == 2
+    assert len(tensorizable) == sum(node.op_type == "Conv" for node in model().graph.node)
     assert all(schedule_int8_kernel(kernel["main"], intrin) is not None for kernel in tensorizable)
 
     tvmq.compile_model(int8, preset, tmp_path / "pkg")
     plain = relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
     package = tvmq.load_package(tmp_path / "pkg")
     for seed in range(3):
-        x = 3 * np.random.default_rng(seed).normal(size=(1, 4, 8, 8)).astype(np.float32)
-        (expected,) = [plain["main"](tvm.runtime.tensor(x)).numpy()]
-        (actual,) = package.run({"x": x}).values()
+        x = 3 * np.random.default_rng(seed).normal(size=spec.shape).astype(np.float32)
+        expected = plain["main"](tvm.runtime.tensor(x)).numpy()
+        (actual,) = package.run({spec.name: x}).values()
         np.testing.assert_array_equal(actual, expected)

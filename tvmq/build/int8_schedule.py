@@ -77,9 +77,11 @@ def _tile_around_intrin(sch: tvm.s_tir.Schedule, name: str, plan: PackingPlan, i
     sch.reorder(*spatial[:-1], row_outer, n_tiles, *reduction, row_inner, n_widths, n_lanes, k_inner)
 
     epilogue = _elementwise_consumers(sch, block)
-    for stage in epilogue[:-1]:
-        sch.compute_inline(stage)
     if epilogue:
+        # Inlined into the kernel's last stage: bias, requantization, clamp, and the stages of a
+        # residual input added to the result, which would otherwise run over the whole tensor.
+        for stage in _stages_after(sch, block)[:-1]:
+            sch.compute_inline(stage)
         sch.reverse_compute_at(epilogue[-1], n_tiles)
         sch.vectorize(sch.get_loops(epilogue[-1])[-1])
     sch.parallel(sch.fuse(*spatial[:-1], row_outer, n_tiles))
@@ -99,6 +101,13 @@ def _elementwise_consumers(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -
         chain.append(consumers[0])
         consumers = sch.get_consumers(consumers[0])
     return chain
+
+
+def _stages_after(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> list[tvm.s_tir.SBlockRV]:
+    """The kernel's top-level stages that follow `block`, in order."""
+    stages = list(sch.get_child_blocks(sch.get_sblock("root")))
+    position = next(i for i, stage in enumerate(stages) if sch.get(stage).same_as(sch.get(block)))
+    return stages[position + 1 :]
 
 
 def _parallel_and_vectorized(sch: tvm.s_tir.Schedule, loops) -> None:
