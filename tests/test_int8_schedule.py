@@ -9,6 +9,7 @@ import numpy as np
 import onnx_models
 import pytest
 import tvm
+import tvm_ffi
 from relax_models import matmul
 from tvm import relax
 
@@ -18,7 +19,7 @@ from tvmq.build.int8_schedule import schedule_int8_kernel
 from tvmq.build.lower import codegen_module
 from tvmq.quantize import quantize_model
 from tvmq.target import load_target
-from tvmq.tune.int8_kernels import intrin_for, tensorizable_block
+from tvmq.tune.int8_kernels import int8_space, intrin_for, tensorizable_block
 from tvmq.tune.tasks import extract_tasks, tuning_target
 
 X86_PRESETS = ["x86-avx2", "x86-avx512", "x86-vnni"]  # one per x86 intrinsic
@@ -113,3 +114,17 @@ def test_an_untuned_int8_model_equals_the_plain_integer_kernels(tmp_path, preset
         expected = plain["main"](tvm.runtime.tensor(x)).numpy()
         (actual,) = package.run({spec.name: x}).values()
         np.testing.assert_array_equal(actual, expected)
+
+
+def test_tuning_measures_the_default_schedule_beside_the_searched_candidates():
+    """So that a tuned kernel is never slower than the one a build without a log would get."""
+    target = tuning_target(load_target("x86-vnni"), 2)
+    intrin = intrin_for(target)
+    (task,) = extract_tasks(matmul("uint8", np.ones((64, 64), "int8"), 16), target)
+    kernel = task.dispatched[0]
+    context = tvm.s_tir.meta_schedule.TuneContext(
+        kernel, target=target, space_generator=int8_space(intrin), task_name="matmul", rand_state=0
+    )
+    spaces = context.space_generator.generate_design_space(kernel)
+    expected = schedule_int8_kernel(kernel["main"], intrin)
+    assert [tvm_ffi.structural_equal(space.mod["main"], expected) for space in spaces].count(True) == 1

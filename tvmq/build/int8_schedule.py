@@ -37,20 +37,25 @@ def schedule_int8_kernel(func: tvm.tirx.PrimFunc, intrin: DotIntrin) -> tvm.tirx
     """`func` scheduled around `intrin`, or None when it has no block the intrinsic computes (or
     one laid out in a way this schedule does not handle: it then keeps the default code)."""
     register_intrinsics()
-    mod = tvm.IRModule({"main": func})
-    name = tensorizable_block(mod, intrin)
+    scheduled = tile_int8_kernel(tvm.s_tir.Schedule(tvm.IRModule({"main": func})), intrin)
+    return None if scheduled is None else scheduled.mod["main"]
+
+
+def tile_int8_kernel(sch: tvm.s_tir.Schedule, intrin: DotIntrin) -> tvm.s_tir.Schedule | None:
+    """A copy of `sch` (a kernel's module) with the default int8 schedule applied, or None.
+    Tuning measures it beside the searched candidates (tvmq.tune.int8_kernels.int8_space)."""
+    name = tensorizable_block(sch.mod, intrin)
     if name is None:
         return None
-    sch = tvm.s_tir.Schedule(mod)
     plan = packing_plan(sch, sch.get_sblock(name), intrin)
-    sch = pack_weights_for_intrin(sch, name, intrin)
-    if sch is None:
+    prepared = pack_weights_for_intrin(sch, name, intrin)
+    if prepared is None:
         return None
     try:
-        tiled = _tile_around_intrin(sch, name, plan, intrin)
+        tiled = _tile_around_intrin(prepared, name, plan, intrin)
     except ScheduleError:
         return None
-    return sch.mod["main"] if tiled else None
+    return prepared if tiled else None
 
 
 def _tile_around_intrin(sch: tvm.s_tir.Schedule, name: str, plan: PackingPlan, intrin: DotIntrin) -> bool:

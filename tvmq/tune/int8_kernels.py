@@ -426,9 +426,13 @@ class ScalarLoopsAroundIntrin(ms.postproc.PyPostproc):
         return ScalarLoopsAroundIntrin()
 
 
-def int8_space(intrin: DotIntrin) -> ms.space_generator.PostOrderApply:
+def int8_space(intrin: DotIntrin) -> ms.space_generator.SpaceGenerator:
     """MetaSchedule's LLVM rules with tiling around the intrinsic first, then the postprocessors
-    that tensorize and lay the weights out for it."""
+    that tensorize and lay the weights out for it; beside that search space, the fixed default
+    int8 schedule (tvmq.build.int8_schedule) as one more candidate, so that tuning never ends
+    with a kernel slower than the one compiling without a log would give."""
+    from tvmq.build.int8_schedule import tile_int8_kernel
+
     register_intrinsics()
     reuse_write = ms.schedule_rule.ReuseType(req="may", levels=[1, 2], scope="global")
     rules = [
@@ -460,7 +464,16 @@ def int8_space(intrin: DotIntrin) -> ms.space_generator.PostOrderApply:
         ms.postproc.RewriteReductionBlock(),
         ms.postproc.RewriteTensorize(vectorize_init_loop=True),
     ]
-    return ms.space_generator.PostOrderApply(sch_rules=rules, postprocs=postprocs, mutator_probs="llvm")
+    searched = ms.space_generator.PostOrderApply(sch_rules=rules, postprocs=postprocs, mutator_probs="llvm")
+
+    def default_schedule(sch: tvm.s_tir.Schedule) -> list[tvm.s_tir.Schedule]:
+        tiled = tile_int8_kernel(sch, intrin)
+        return [tiled] if tiled is not None else []
+
+    fixed = ms.space_generator.ScheduleFn(default_schedule, sch_rules=[], postprocs=[], mutator_probs={})
+    return ms.space_generator.SpaceGeneratorUnion(
+        [searched, fixed], sch_rules=rules, postprocs=postprocs, mutator_probs="llvm"
+    )
 
 
 def _tensorizes(context: ms.TuneContext) -> bool:
