@@ -85,14 +85,16 @@ def test_float_kernels_are_left_to_the_default_code():
     "model",
     [
         pytest.param(lambda: onnx_models.pointwise_relu6_then_padded_conv(channels=32), id="pointwise-then-strided"),
+        pytest.param(lambda: onnx_models.pointwise_relu6_then_padded_conv(channels=24), id="24-channels"),
         pytest.param(onnx_models.residual_block, id="residual-block"),
     ],
 )
 def test_an_untuned_int8_model_equals_the_plain_integer_kernels(tmp_path, preset, model):
     """Convolutions with bias, ReLU (or ReLU6), requantization, an explicit pad before a
     stride-2 3x3, a residual Add of two integer tensors, 32 channels (two tiles of AVX-512's 16
-    lanes): every convolution's kernel gets the schedule, with its epilogue fused, and the
-    package's outputs equal those of TVM's unscheduled integer kernels bit for bit."""
+    lanes) or 24 (EfficientNet's: padded to whole tiles): every convolution's kernel gets the
+    schedule, with its epilogue fused, and the package's outputs equal those of TVM's
+    unscheduled integer kernels bit for bit."""
     _skip_unless_runnable(preset)
     fp32 = tvmq.load_model(model())
     (spec,) = fp32.inputs

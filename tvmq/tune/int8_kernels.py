@@ -282,7 +282,8 @@ class PackingPlan(NamedTuple):
     spatial iterator that indexes the weights but not the activations; K the reduction iterator
     that is the activations' innermost index."""
 
-    weight_index: int  # which of the block's reads is the weights
+    data_index: int  # which of the block's reads is the activations
+    weight_index: int  # ... and the weights
     n_dim: int  # the weights' dimension N indexes
     k_dim: int  # ... and K
     n_iter: int  # N's position among the block's iterators
@@ -301,7 +302,7 @@ def packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, intrin: Dot
     # conv2d and matmul read the activations first, which tells them apart when both are int8.
     if intrin.activation != "int8" and [region.source.dtype for _, region in operands] == ["int8", intrin.activation]:
         operands.reverse()
-    (_, data), (weight_index, weight) = operands
+    (data_index, data), (weight_index, weight) = operands
     if (data.source.dtype, weight.source.dtype) != (intrin.activation, "int8"):
         return None
     spatial = [iv.var for iv in stmt.iter_vars if iv.iter_type == tvm.tirx.IterVar.DataPar]
@@ -320,7 +321,7 @@ def packing_plan(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, intrin: Dot
     n_iter = next(i for i, iv in enumerate(stmt.iter_vars) if iv.var.same_as(n[0]))
     k_iter = next(i for i, iv in enumerate(stmt.iter_vars) if iv.var.same_as(k))
     padding = [intrin.lanes if i == n_iter else REDUCE if i == k_iter else 1 for i in range(len(stmt.iter_vars))]
-    return PackingPlan(weight_index, n_dim, k_dim, n_iter, k_iter, padding)
+    return PackingPlan(data_index, weight_index, n_dim, k_dim, n_iter, k_iter, padding)
 
 
 def _feeds_intrin_data(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, intrin: DotIntrin) -> bool:
@@ -349,6 +350,18 @@ def _packed_index(n_dim: int, k_dim: int, lanes: int):
     return index
 
 
+def _pad(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, plan: PackingPlan) -> None:
+    """Pad the block's iterators to `plan.padding`. pad_einsum takes only blocks whose buffers
+    are indexed by plain iterators, which a convolution's activations (y + ky) are not: they
+    are then read through a reindexed copy while padding, and the copy is inlined again."""
+    try:
+        sch.pad_einsum(block, plan.padding)
+    except tvm.s_tir.ScheduleError:
+        reindexed = sch.reindex(block, ("read", plan.data_index))
+        sch.pad_einsum(block, plan.padding)
+        sch.compute_inline(reindexed)
+
+
 def pack_weights_for_intrin(sch: tvm.s_tir.Schedule, name: str, intrin: DotIntrin) -> tvm.s_tir.Schedule | None:
     """A copy of `sch` in which block `name` (a reduction the intrinsic computes) has N and K
     padded to the intrinsic's lanes x 4 where needed and reads its weights packed, or None when
@@ -363,7 +376,7 @@ def pack_weights_for_intrin(sch: tvm.s_tir.Schedule, name: str, intrin: DotIntri
     try:
         extents = [int(iv.dom.extent) for iv in prepared.get(block).iter_vars]
         if any(e % p for e, p in zip(extents, plan.padding)):
-            prepared.pad_einsum(block, plan.padding)
+            _pad(prepared, block, plan)
         weights = prepared.get(block).reads[plan.weight_index].source
         producers = [p for p in prepared.get_producers(block) if prepared.get(p).writes[0].source.same_as(weights)]
         packer = producers[0] if producers else prepared.cache_read(block, plan.weight_index, "global")
