@@ -329,3 +329,24 @@ def residual_block(channels: int = 32) -> onnx.ModelProto:
     ]
     shape = [1, channels, 6, 6]
     return make_model(nodes, [("x", TensorProto.FLOAT, shape)], [("y", TensorProto.FLOAT, shape)], initializers)
+
+
+def depthwise_block(channels: int = 32) -> onnx.ModelProto:
+    """MobileNet's inverted-residual core: 1x1 Conv, Relu, depthwise 3x3 Conv (one group per
+    channel), Relu, 1x1 Conv."""
+    rng = _rng(7)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="expand"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], group=channels, name="depthwise"),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("Conv", ["r2", "w3"], ["y"], name="project"),
+    ]
+    initializers = [
+        ("w1", rng.normal(0, 0.5, (channels, 8, 1, 1)).astype(np.float32)),
+        ("w2", rng.normal(0, 0.3, (channels, 1, 3, 3)).astype(np.float32)),
+        ("b2", rng.normal(0, 0.1, channels).astype(np.float32)),
+        ("w3", rng.normal(0, 1 / np.sqrt(channels), (8, channels, 1, 1)).astype(np.float32)),
+    ]
+    inputs, outputs = [("x", TensorProto.FLOAT, [1, 8, 7, 7])], [("y", TensorProto.FLOAT, [1, 8, 7, 7])]
+    return make_model(nodes, inputs, outputs, initializers)

@@ -19,7 +19,7 @@ from tvmq.build.int8_schedule import schedule_int8_kernel
 from tvmq.build.lower import codegen_module
 from tvmq.quantize import quantize_model
 from tvmq.target import load_target
-from tvmq.tune.int8_kernels import int8_space, intrin_for, tensorizable_block
+from tvmq.tune.int8_kernels import int8_space, intrin_for
 from tvmq.tune.tasks import extract_tasks, tuning_target
 
 X86_PRESETS = ["x86-avx2", "x86-avx512", "x86-vnni"]  # one per x86 intrinsic
@@ -87,14 +87,15 @@ def test_float_kernels_are_left_to_the_default_code():
         pytest.param(lambda: onnx_models.pointwise_relu6_then_padded_conv(channels=32), id="pointwise-then-strided"),
         pytest.param(lambda: onnx_models.pointwise_relu6_then_padded_conv(channels=24), id="24-channels"),
         pytest.param(onnx_models.residual_block, id="residual-block"),
+        pytest.param(onnx_models.depthwise_block, id="depthwise-block"),
     ],
 )
 def test_an_untuned_int8_model_equals_the_plain_integer_kernels(tmp_path, preset, model):
     """Convolutions with bias, ReLU (or ReLU6), requantization, an explicit pad before a
     stride-2 3x3, a residual Add of two integer tensors, 32 channels (two tiles of AVX-512's 16
-    lanes) or 24 (EfficientNet's: padded to whole tiles): every convolution's kernel gets the
-    schedule, with its epilogue fused, and the package's outputs equal those of TVM's
-    unscheduled integer kernels bit for bit."""
+    lanes) or 24 (EfficientNet's: padded to whole tiles), a depthwise 3x3 (vectors of channels,
+    no intrinsic): every convolution's kernel gets the schedule, with its epilogue fused, and
+    the package's outputs equal those of TVM's unscheduled integer kernels bit for bit."""
     _skip_unless_runnable(preset)
     fp32 = tvmq.load_model(model())
     (spec,) = fp32.inputs
@@ -103,10 +104,9 @@ def test_an_untuned_int8_model_equals_the_plain_integer_kernels(tmp_path, preset
     mod = codegen_module(int8.mod, load_target(preset))
     target = tuning_target(load_target(preset), 2)
     intrin = intrin_for(target)
-    kernels = [task.dispatched[0] for task in extract_tasks(mod, target)]
-    tensorizable = [kernel for kernel in kernels if tensorizable_block(kernel, intrin) is not None]
-    assert len(tensorizable) == sum(node.op_type == "Conv" for node in model().graph.node)
-    assert all(schedule_int8_kernel(kernel["main"], intrin) is not None for kernel in tensorizable)
+    kernels = [task.dispatched[0]["main"] for task in extract_tasks(mod, target)]
+    scheduled = [kernel for kernel in kernels if schedule_int8_kernel(kernel, intrin) is not None]
+    assert len(scheduled) == sum(node.op_type == "Conv" for node in model().graph.node)
 
     tvmq.compile_model(int8, preset, tmp_path / "pkg")
     plain = relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
@@ -122,7 +122,7 @@ def test_tuning_measures_the_default_schedule_beside_the_searched_candidates():
     """So that a tuned kernel is never slower than the one a build without a log would get."""
     target = tuning_target(load_target("x86-vnni"), 2)
     intrin = intrin_for(target)
-    (task,) = extract_tasks(matmul("uint8", np.ones((64, 64), "int8"), 16), target)
+    (task,) = extract_tasks(matmul("uint8", np.ones((32, 32), "int8"), 4), target)
     kernel = task.dispatched[0]
     context = tvm.s_tir.meta_schedule.TuneContext(
         kernel, target=target, space_generator=int8_space(intrin), task_name="matmul", rand_state=0

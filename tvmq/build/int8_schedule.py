@@ -1,6 +1,8 @@
 """The schedule int8 kernels get when no tuning log holds one: the convolution or matmul tiled
 around the target's dot-product intrinsic (tvmq.tune.int8_kernels), its weights packed at
-compile time, and the requantizing epilogue fused into the tile's output loop.
+compile time, and the requantizing epilogue fused into the tile's output loop. Depthwise
+convolutions, which have no dot product to tensorize, get the same tiles on int32 vectors of
+channels.
 
 Without it, an int8 kernel the log lacks would compile to TVM's naive scalar loops (ResNet-18
 int8 took over 6 s a run that way). The tile is fixed rather than searched: a block of output
@@ -18,7 +20,6 @@ from tvm.tirx import IterVar
 from tvmq.tune.int8_kernels import (
     REDUCE,
     DotIntrin,
-    PackingPlan,
     pack_weights_for_intrin,
     packing_plan,
     register_intrinsics,
@@ -34,16 +35,18 @@ LAYOUT_REWRITE = "meta_schedule.layout_rewrite_preproc"
 
 
 def schedule_int8_kernel(func: tvm.tirx.PrimFunc, intrin: DotIntrin) -> tvm.tirx.PrimFunc | None:
-    """`func` scheduled around `intrin`, or None when it has no block the intrinsic computes (or
-    one laid out in a way this schedule does not handle: it then keeps the default code)."""
+    """`func` scheduled around `intrin` (or, for a depthwise convolution, on vectors of its
+    channels), or None when it has neither (or one laid out in a way this schedule does not
+    handle: it then keeps the default code)."""
     register_intrinsics()
-    scheduled = tile_int8_kernel(tvm.s_tir.Schedule(tvm.IRModule({"main": func})), intrin)
+    sch = tvm.s_tir.Schedule(tvm.IRModule({"main": func}))
+    scheduled = tile_int8_kernel(sch, intrin) or _tile_depthwise(sch, intrin)
     return None if scheduled is None else scheduled.mod["main"]
 
 
 def tile_int8_kernel(sch: tvm.s_tir.Schedule, intrin: DotIntrin) -> tvm.s_tir.Schedule | None:
-    """A copy of `sch` (a kernel's module) with the default int8 schedule applied, or None.
-    Tuning measures it beside the searched candidates (tvmq.tune.int8_kernels.int8_space)."""
+    """A copy of `sch` (a kernel's module) with its int8 conv or matmul tiled around `intrin`,
+    or None. Tuning measures it beside the searched candidates (int8_kernels.int8_space)."""
     name = tensorizable_block(sch.mod, intrin)
     if name is None:
         return None
@@ -52,34 +55,75 @@ def tile_int8_kernel(sch: tvm.s_tir.Schedule, intrin: DotIntrin) -> tvm.s_tir.Sc
     if prepared is None:
         return None
     try:
-        tiled = _tile_around_intrin(prepared, name, plan, intrin)
+        lanes = _tile(prepared, name, plan.n_iter, intrin.lanes, plan.k_iter, REGISTER_TILES[intrin.isa])
+        if lanes is None:
+            return None
+        prepared.tensorize(lanes, intrin.name)
     except ScheduleError:
         return None
-    return prepared if tiled else None
+    return prepared
 
 
-def _tile_around_intrin(sch: tvm.s_tir.Schedule, name: str, plan: PackingPlan, intrin: DotIntrin) -> bool:
-    """Loops of block `name` (one per block iterator, N and K as `plan` found them) ->
-    parallel(other spatial, rows / r, N / (w x lanes)) reduction(...) rows r, widths w, then
-    the intrinsic's lanes x 4; the epilogue follows each tile. False if the loops do not map
-    one to one onto the block's iterators (nothing was changed then)."""
+def _tile_depthwise(sch: tvm.s_tir.Schedule, intrin: DotIntrin) -> tvm.s_tir.Schedule | None:
+    """A copy of `sch` with its depthwise int8 convolution (no dot product to tensorize: one
+    input channel per output channel) computed on int32 vectors of `intrin.lanes` channels,
+    or None if it has none."""
+    name = _depthwise_block(sch, intrin)
+    if name is None:
+        return None
+    prepared = sch.copy()
+    try:
+        channels = len(prepared.get(prepared.get_sblock(name)).iter_vars) - 4  # n, y, x, c | ky, kx, 1
+        if _tile(prepared, name, channels, intrin.lanes, None, REGISTER_TILES[intrin.isa]) is None:
+            return None
+    except ScheduleError:
+        return None
+    return prepared
+
+
+def _depthwise_block(sch: tvm.s_tir.Schedule, intrin: DotIntrin) -> str | None:
+    """The name of a channels-last grouped convolution block of `intrin`'s 8-bit operands into
+    int32 whose channel count is a whole number of lanes, or None."""
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        stmt = sch.get(block)
+        if not stmt.name_hint.startswith("group_conv2d_nhwc") or len(stmt.iter_vars) != 7:
+            continue
+        dtypes = sorted(region.source.dtype for region in stmt.reads)
+        if stmt.writes[0].source.dtype == "int32" and dtypes == sorted([intrin.activation, "int8"]):
+            if int(stmt.iter_vars[3].dom.extent) % intrin.lanes == 0:
+                return stmt.name_hint
+    return None
+
+
+def _tile(
+    sch: tvm.s_tir.Schedule, name: str, n: int, lanes: int, k: int | None, tile: tuple[int, int]
+) -> tvm.s_tir.LoopRV | None:
+    """Loops of block `name` (one per block iterator; N the `n`-th, K the `k`-th if an
+    intrinsic sums over it) -> parallel(other spatial, rows / r, N / (w x lanes))
+    reduction(...) rows r, widths w, lanes (then K's 4): a tile of r x w accumulator vectors
+    (`tile`), the epilogue following each tile. Without K the lanes loop is vectorized; with
+    K it is returned for the caller to tensorize. None if the loops do not map one to one
+    onto the block's iterators (nothing was changed then)."""
     block = sch.get_sblock(name)
     iters, loops = sch.get(block).iter_vars, sch.get_loops(block)
     if len(iters) != len(loops):
-        return False
+        return None
     for producer in sch.get_producers(block):  # the activations' padding, if any
         if LAYOUT_REWRITE not in sch.get(producer).annotations:
             _parallel_and_vectorized(sch, sch.get_loops(producer))
-    n, k = plan.n_iter, plan.k_iter
-    n_outer, n_lanes = sch.split(loops[n], [None, intrin.lanes])
-    k_outer, k_inner = sch.split(loops[k], [None, REDUCE])
+    n_outer, n_lanes = sch.split(loops[n], [None, lanes])
     kinds = [iv.iter_type for iv in iters]
     spatial = [loop for i, loop in enumerate(loops) if kinds[i] == IterVar.DataPar and i != n]
-    reduction = [loop for i, loop in enumerate(loops) if kinds[i] == IterVar.CommReduce and i != k] + [k_outer]
-    rows, widths = REGISTER_TILES[intrin.isa]
+    reduction = [loop for i, loop in enumerate(loops) if kinds[i] == IterVar.CommReduce and i != k]
+    inside_lanes = []
+    if k is not None:
+        k_outer, k_inner = sch.split(loops[k], [None, REDUCE])
+        reduction.append(k_outer)
+        inside_lanes.append(k_inner)
+    rows, widths = tile
     row_outer, row_inner = sch.split(spatial[-1], [None, _largest_divisor(_extent(sch, spatial[-1]), rows)])
     n_tiles, n_widths = sch.split(n_outer, [None, _largest_divisor(_extent(sch, n_outer), widths)])
-    sch.reorder(*spatial[:-1], row_outer, n_tiles, *reduction, row_inner, n_widths, n_lanes, k_inner)
+    sch.reorder(*spatial[:-1], row_outer, n_tiles, *reduction, row_inner, n_widths, n_lanes, *inside_lanes)
 
     epilogue = _elementwise_consumers(sch, block)
     if epilogue:
@@ -90,12 +134,13 @@ def _tile_around_intrin(sch: tvm.s_tir.Schedule, name: str, plan: PackingPlan, i
         sch.reverse_compute_at(epilogue[-1], n_tiles)
         sch.vectorize(sch.get_loops(epilogue[-1])[-1])
     sch.parallel(sch.fuse(*spatial[:-1], row_outer, n_tiles))
+    if k is None:
+        sch.vectorize(n_lanes)  # before the reduction's init is split off, as the primitive wants
     init = sch.decompose_reduction(block, reduction[0])
     sch.vectorize(sch.get_loops(init)[-1])
     sch.unroll(row_inner)
     sch.unroll(n_widths)
-    sch.tensorize(n_lanes, intrin.name)
-    return True
+    return n_lanes
 
 
 def _elementwise_consumers(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> list[tvm.s_tir.SBlockRV]:

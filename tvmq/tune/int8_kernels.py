@@ -483,7 +483,7 @@ def int8_space(intrin: DotIntrin) -> ms.space_generator.SpaceGenerator:
         tiled = tile_int8_kernel(sch, intrin)
         return [tiled] if tiled is not None else []
 
-    fixed = ms.space_generator.ScheduleFn(default_schedule, sch_rules=[], postprocs=[], mutator_probs={})
+    fixed = ms.space_generator.ScheduleFn(default_schedule, sch_rules=[], postprocs=[], mutator_probs="llvm")
     return ms.space_generator.SpaceGeneratorUnion(
         [searched, fixed], sch_rules=rules, postprocs=postprocs, mutator_probs="llvm"
     )
