@@ -10,9 +10,10 @@ for MiniLM) and each system
     onnxruntime fp32        the reference every ratio is taken against
     onnxruntime int8        quantize_static (QDQ, per-channel int8 weights, uint8 activations,
                             MinMax) on the calibration samples; quantize_dynamic for MiniLM
-    tvmq fp32 / int8        untuned (TVM's default code) and tuned (compiled with the tuning log
-                            --logs/<target>; the kernels it lacks stay untuned, and the coverage
-                            is reported)
+    tvmq fp32 / int8        untuned (TVM's default code; int8 convolutions and matrix products
+                            get tvmq's default int8 schedule) and tuned (compiled with the tuning
+                            log --logs/<target>; the kernels it lacks stay untuned, and the
+                            coverage is reported)
 
 it reports latency at 1 and 2 threads (each cell the median of --rounds round medians, systems
 interleaved within a round, with the range of the round medians as its spread), the ratio to
