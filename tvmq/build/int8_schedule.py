@@ -7,8 +7,8 @@ channels.
 Without it, an int8 kernel the log lacks would compile to TVM's naive scalar loops (ResNet-18
 int8 took over 6 s a run that way). The tile is fixed rather than searched: a block of output
 rows by a few intrinsic widths of output channels, the accumulators of which fit the vector
-registers, with the reduction running inside it. Tuning still finds better tiles; this one
-costs a few milliseconds per kernel to make.
+registers, with the reduction running inside it. Tuning may find better tiles; this one
+costs 20-100 ms per kernel to make.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from tvmq.tune.int8_kernels import (
 REGISTER_TILES = {"avx512vnni": (8, 2), "avx512bw": (8, 2), "avx2": (4, 2), "dotprod": (8, 2), "neon": (4, 2)}
 
 LAYOUT_REWRITE = "meta_schedule.layout_rewrite_preproc"
+DEPTHWISE_CHANNELS = 3  # the channel iterator of TVM's group_conv2d_nhwc: n, y, x, c, ky, kx, c_in
 
 
 def schedule_int8_kernel(func: tvm.tirx.PrimFunc, intrin: DotIntrin) -> tvm.tirx.PrimFunc | None:
@@ -73,8 +74,7 @@ def _tile_depthwise(sch: tvm.s_tir.Schedule, intrin: DotIntrin) -> tvm.s_tir.Sch
         return None
     prepared = sch.copy()
     try:
-        channels = len(prepared.get(prepared.get_sblock(name)).iter_vars) - 4  # n, y, x, c | ky, kx, 1
-        if _tile(prepared, name, channels, intrin.lanes, None, REGISTER_TILES[intrin.isa]) is None:
+        if _tile(prepared, name, DEPTHWISE_CHANNELS, intrin.lanes, None, REGISTER_TILES[intrin.isa]) is None:
             return None
     except ScheduleError:
         return None
@@ -82,15 +82,16 @@ def _tile_depthwise(sch: tvm.s_tir.Schedule, intrin: DotIntrin) -> tvm.s_tir.Sch
 
 
 def _depthwise_block(sch: tvm.s_tir.Schedule, intrin: DotIntrin) -> str | None:
-    """The name of a channels-last grouped convolution block of `intrin`'s 8-bit operands into
-    int32 whose channel count is a whole number of lanes, or None."""
+    """The name of a channels-last grouped convolution block (depthwise, or any other group
+    count) of `intrin`'s 8-bit operands into int32 whose channel count is a whole number of
+    lanes, or None."""
     for block in sch.get_child_blocks(sch.get_sblock("root")):
         stmt = sch.get(block)
         if not stmt.name_hint.startswith("group_conv2d_nhwc") or len(stmt.iter_vars) != 7:
             continue
         dtypes = sorted(region.source.dtype for region in stmt.reads)
         if stmt.writes[0].source.dtype == "int32" and dtypes == sorted([intrin.activation, "int8"]):
-            if int(stmt.iter_vars[3].dom.extent) % intrin.lanes == 0:
+            if int(stmt.iter_vars[DEPTHWISE_CHANNELS].dom.extent) % intrin.lanes == 0:
                 return stmt.name_hint
     return None
 
