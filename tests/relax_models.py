@@ -1,8 +1,34 @@
-"""Small Relax models built directly (no frontend), for tests of kernels and their schedules."""
+"""Small Relax models and int8 operands built directly (no frontend), for tests of kernels and
+their schedules."""
 
 import numpy as np
+import pytest
 import tvm
 from tvm import relax
+
+from tvmq.target import load_target
+
+X86_PRESETS = ["x86-avx2", "x86-avx512", "x86-vnni"]  # one per x86 int8 intrinsic
+
+
+def skip_unless_runnable(preset: str) -> None:
+    reason = load_target(preset).cannot_run_here()
+    if reason:
+        pytest.skip(reason)
+
+
+def int8_matmul_operands(rows: int, depth: int, columns: int, saturating: bool, seed: int):
+    """Random uint8 activations (rows x depth) and int8 weights (depth x columns) over the
+    widest range the intrinsic is exact for, its extremes included: vpmaddubsw (`saturating`)
+    needs 7-bit weights to keep a pair of products within int16; vpdpbusd and the ARM
+    instructions sum in int32 and take the full 8 bits."""
+    rng = np.random.default_rng(seed)
+    low, high = (-64, 64) if saturating else (-128, 127)
+    weights = rng.integers(low, high + 1, (depth, columns)).astype("int8")
+    weights.flat[:2] = (low, high)
+    x = rng.integers(0, 256, (rows, depth)).astype("uint8")
+    x.flat[0] = 255
+    return x, weights
 
 
 def matmul(x_dtype: str, weights: np.ndarray, rows: int) -> tvm.IRModule:

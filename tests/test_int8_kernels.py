@@ -11,7 +11,7 @@ import numpy as np
 import onnx_models
 import pytest
 import tvm
-from relax_models import matmul
+from relax_models import X86_PRESETS, int8_matmul_operands, matmul, skip_unless_runnable
 from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 
@@ -33,7 +33,6 @@ from tvmq.tune.tasks import extract_tasks, tuning_target
 from tvmq.tune.tuner import quiet_meta_schedule
 
 X86_AVX2 = tuning_target(load_target("x86-avx2"), num_cores=2)
-X86_PRESETS = ["x86-avx2", "x86-avx512", "x86-vnni"]  # one per intrinsic
 
 
 def _tensorized_spaces(kernel: tvm.IRModule, target=X86_AVX2) -> list[tvm.s_tir.Schedule]:
@@ -65,18 +64,9 @@ def test_each_x86_target_gets_the_best_int8_instructions_it_has():
 @pytest.mark.parametrize("preset", X86_PRESETS)
 @pytest.mark.parametrize("rows, depth, columns", [(5, 13, 19), (3, 64, 24), (2, 6, 8)])
 def test_every_tensorized_design_space_matches_numpy_exactly_on_odd_shapes(preset, rows, depth, columns):
-    reason = load_target(preset).cannot_run_here()
-    if reason:
-        pytest.skip(reason)
+    skip_unless_runnable(preset)
     target = tuning_target(load_target(preset), 2)
-    rng = np.random.default_rng(depth)
-    # vpmaddubsw: 7-bit weights keep a pair of products within int16. vpdpbusd sums in int32,
-    # so the VNNI intrinsic gets the full 8-bit range, extremes included.
-    low, high = (-64, 64) if intrin_for(target).saturates else (-128, 127)
-    weights_i8 = rng.integers(low, high + 1, (depth, columns)).astype("int8")
-    weights_i8.flat[:2] = (low, high)
-    x_u8 = rng.integers(0, 256, (rows, depth)).astype("uint8")
-    x_u8.flat[0] = 255
+    x_u8, weights_i8 = int8_matmul_operands(rows, depth, columns, intrin_for(target).saturates, seed=depth)
     (task,) = extract_tasks(matmul("uint8", weights_i8, rows), target)
     spaces = _tensorized_spaces(task.dispatched[0], target)
     assert spaces, "no design space used the intrinsic"

@@ -10,7 +10,7 @@ import onnx_models
 import pytest
 import tvm
 import tvm_ffi
-from relax_models import matmul
+from relax_models import X86_PRESETS, int8_matmul_operands, matmul, skip_unless_runnable
 from tvm import relax
 
 import tvmq
@@ -21,14 +21,6 @@ from tvmq.quantize import quantize_model
 from tvmq.target import load_target
 from tvmq.tune.int8_kernels import int8_space, intrin_for
 from tvmq.tune.tasks import extract_tasks, tuning_target
-
-X86_PRESETS = ["x86-avx2", "x86-avx512", "x86-vnni"]  # one per x86 intrinsic
-
-
-def _skip_unless_runnable(preset: str) -> None:
-    reason = load_target(preset).cannot_run_here()
-    if reason:
-        pytest.skip(reason)
 
 
 def _kernel(mod: tvm.IRModule, target) -> tvm.tirx.PrimFunc:
@@ -41,14 +33,9 @@ def _kernel(mod: tvm.IRModule, target) -> tvm.tirx.PrimFunc:
 def test_an_untuned_int8_matmul_equals_numpy_on_odd_shapes(preset, rows, depth, columns):
     """Depth not a multiple of 4 and columns not a multiple of the lanes are padded; a prime
     row count gets a tile of its own size; one row is a matrix-vector product."""
-    _skip_unless_runnable(preset)
-    intrin = intrin_for(load_target(preset).tvm_target())
-    rng = np.random.default_rng(rows + depth)
-    low, high = (-64, 64) if intrin.saturates else (-128, 127)  # vpmaddubsw: 7-bit weights
-    weights = rng.integers(low, high + 1, (depth, columns)).astype("int8")
-    weights.flat[:2] = (low, high)
-    x = rng.integers(0, 256, (rows, depth)).astype("uint8")
-    x.flat[0] = 255
+    skip_unless_runnable(preset)
+    saturating = intrin_for(load_target(preset).tvm_target()).saturates
+    x, weights = int8_matmul_operands(rows, depth, columns, saturating, seed=rows + depth)
     executable = build_executable(matmul("uint8", weights, rows), load_target(preset))
     out = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
     np.testing.assert_array_equal(out, x.astype(np.int32) @ weights.astype(np.int32))
@@ -96,7 +83,7 @@ def test_an_untuned_int8_model_equals_the_plain_integer_kernels(tmp_path, preset
     lanes) or 24 (EfficientNet's: padded to whole tiles), a depthwise 3x3 (vectors of channels,
     no intrinsic): every convolution's kernel gets the schedule, with its epilogue fused, and
     the package's outputs equal those of TVM's unscheduled integer kernels bit for bit."""
-    _skip_unless_runnable(preset)
+    skip_unless_runnable(preset)
     fp32 = tvmq.load_model(model())
     (spec,) = fp32.inputs
     rng = np.random.default_rng(1)
