@@ -52,7 +52,7 @@ def tile_int8_kernel(sch: tvm.s_tir.Schedule, intrin: DotIntrin) -> tvm.s_tir.Sc
     if name is None:
         return None
     plan = packing_plan(sch, sch.get_sblock(name), intrin)
-    prepared = pack_weights_for_intrin(sch, name, intrin)
+    prepared = None if plan is None else pack_weights_for_intrin(sch, name, plan, intrin)
     if prepared is None:
         return None
     try:

@@ -362,15 +362,15 @@ def _pad(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, plan: PackingPlan) 
         sch.compute_inline(reindexed)
 
 
-def pack_weights_for_intrin(sch: tvm.s_tir.Schedule, name: str, intrin: DotIntrin) -> tvm.s_tir.Schedule | None:
-    """A copy of `sch` in which block `name` (a reduction the intrinsic computes) has N and K
-    padded to the intrinsic's lanes x 4 where needed and reads its weights packed, or None when
-    the block cannot be prepared so. Unpadded weights are packed by a copy marked as
-    layout-rewrite preprocessing, which the compiler folds into the constant weights; padded ones
-    are packed with their padding, in the kernel (TVM's layout rewriting takes plain copies only)."""
-    plan = packing_plan(sch, sch.get_sblock(name), intrin)
-    if plan is None:
-        return None
+def pack_weights_for_intrin(
+    sch: tvm.s_tir.Schedule, name: str, plan: PackingPlan, intrin: DotIntrin
+) -> tvm.s_tir.Schedule | None:
+    """A copy of `sch` in which block `name` (a reduction the intrinsic computes, as `plan`
+    says) has N and K padded to the intrinsic's lanes x 4 where needed and reads its weights
+    packed, or None when the block cannot be prepared so. Unpadded weights are packed by a copy
+    marked as layout-rewrite preprocessing, which the compiler folds into the constant weights;
+    padded ones are packed with their padding, in the kernel (TVM's layout rewriting takes plain
+    copies only)."""
     prepared = sch.copy()
     block = prepared.get_sblock(name)
     try:
@@ -407,7 +407,8 @@ class PackWeightsForIntrin(ms.schedule_rule.PyScheduleRule):
             # expressions, which the intrinsic cannot take: padding stays a stage of its own.
             sch.annotate(block, "meta_schedule.inline_rule", "disable")
             return [sch]
-        prepared = pack_weights_for_intrin(sch, sch.get(block).name_hint, self.intrin)
+        plan = packing_plan(sch, block, self.intrin)
+        prepared = None if plan is None else pack_weights_for_intrin(sch, sch.get(block).name_hint, plan, self.intrin)
         return [prepared or sch]
 
     def clone(self) -> ms.schedule_rule.ScheduleRule:
