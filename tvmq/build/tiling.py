@@ -1,0 +1,114 @@
+"""Register tiling of a CPU reduction (a convolution or matrix product): the loop nest that
+tvmq's default kernel schedules share, float and int8 alike.
+
+One tile is a block of output rows by a few vectors of output channels, whose accumulators
+stay in registers while the whole reduction runs inside it; tiles run in parallel, and the
+kernel's elementwise epilogue follows each tile while its outputs are still in cache.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm.tirx import IterVar
+
+LAYOUT_REWRITE = "meta_schedule.layout_rewrite_preproc"
+
+
+def tile_reduction(
+    sch: tvm.s_tir.Schedule, name: str, n: int, lanes: int, k: int | None, tile: tuple[int, int], k_inner: int = 4
+) -> tvm.s_tir.LoopRV | None:
+    """Loops of block `name` (one per block iterator; N the `n`-th, K the `k`-th if an
+    intrinsic sums over it, `k_inner` at a time) -> parallel(other spatial, rows / r,
+    N / (w x lanes)) reduction(...) rows r, widths w, lanes (then K's inner part), where the
+    rows are the last spatial iterator but N, r and w the largest divisors of the rows and of N's
+    vectors within `tile`. The epilogue follows each tile. Without K the lanes loop is vectorized; with
+    K it is returned for the caller to tensorize. None if the loops do not map one to one onto
+    the block's iterators (nothing was changed then)."""
+    block = sch.get_sblock(name)
+    iters, loops = sch.get(block).iter_vars, sch.get_loops(block)
+    if len(iters) != len(loops):
+        return None
+    for producer in sch.get_producers(block):  # the activations' padding, if any
+        if LAYOUT_REWRITE not in sch.get(producer).annotations:
+            _parallel_and_vectorized(sch, sch.get_loops(producer))
+    n_outer, n_lanes = sch.split(loops[n], [None, lanes])
+    kinds = [iv.iter_type for iv in iters]
+    spatial = [loop for i, loop in enumerate(loops) if kinds[i] == IterVar.DataPar and i != n]
+    reduction = [loop for i, loop in enumerate(loops) if kinds[i] == IterVar.CommReduce and i != k]
+    inside_lanes = []
+    if k is not None:
+        k_outer, k_inner_loop = sch.split(loops[k], [None, k_inner])
+        reduction.append(k_outer)
+        inside_lanes.append(k_inner_loop)
+    rows, widths = tile
+    row_outer, row_inner = sch.split(spatial[-1], [None, largest_divisor(extent(sch, spatial[-1]), rows)])
+    n_tiles, n_widths = sch.split(n_outer, [None, largest_divisor(extent(sch, n_outer), widths)])
+    sch.reorder(*spatial[:-1], row_outer, n_tiles, *reduction, row_inner, n_widths, n_lanes, *inside_lanes)
+
+    if _elementwise_consumers(sch, block):
+        # Inlined into the kernel's last stage: bias, requantization, clamp, activations, and the
+        # stages of a residual input added to the result, which would otherwise run over the
+        # whole tensor.
+        *inlined, last = _stages_after(sch, block)
+        for stage in inlined:
+            sch.compute_inline(stage)
+        sch.reverse_compute_at(last, n_tiles)
+        sch.vectorize(sch.get_loops(last)[-1])
+    sch.parallel(sch.fuse(*spatial[:-1], row_outer, n_tiles))
+    if k is None:
+        sch.vectorize(n_lanes)  # before the reduction's init is split off, as the primitive wants
+    init = sch.decompose_reduction(block, reduction[0])
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.unroll(row_inner)
+    sch.unroll(n_widths)
+    return n_lanes
+
+
+def _elementwise_consumers(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> list[tvm.s_tir.SBlockRV]:
+    """The chain of single consumers after `block` (bias, requantization, clamp, cast)."""
+    chain = []
+    consumers = sch.get_consumers(block)
+    while len(consumers) == 1:
+        chain.append(consumers[0])
+        consumers = sch.get_consumers(consumers[0])
+    return chain
+
+
+def _stages_after(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> list[tvm.s_tir.SBlockRV]:
+    """The kernel's top-level stages that follow `block`, in order."""
+    stages = list(sch.get_child_blocks(sch.get_sblock("root")))
+    position = next(i for i, stage in enumerate(stages) if sch.get(stage).same_as(sch.get(block)))
+    return stages[position + 1 :]
+
+
+def _parallel_and_vectorized(sch: tvm.s_tir.Schedule, loops) -> None:
+    if len(loops) > 1:
+        sch.parallel(sch.fuse(*loops[:-1]))
+        sch.vectorize(loops[-1])
+    elif loops:
+        sch.parallel(loops[0])
+
+
+def extent(sch: tvm.s_tir.Schedule, loop) -> int:
+    return int(sch.get(loop).extent)
+
+
+def largest_divisor(total: int, limit: int) -> int:
+    return max(d for d in range(1, min(total, limit) + 1) if total % d == 0)
+
+
+def default_schedule_pass(name: str, schedule_kernel):
+    """A module pass replacing every unscheduled kernel that `schedule_kernel` (PrimFunc ->
+    scheduled PrimFunc or None) schedules."""
+
+    @tvm.transform.module_pass(opt_level=0, name=name)
+    def schedule(mod, _ctx):
+        for global_var, func in list(mod.functions_items()):
+            if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled", 0) == 1:
+                continue
+            scheduled = schedule_kernel(func)
+            if scheduled is not None:
+                mod[global_var] = scheduled.with_attr("tirx.is_scheduled", True)
+        return mod
+
+    return schedule
