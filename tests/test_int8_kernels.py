@@ -25,10 +25,10 @@ from tvmq.tune.int8_kernels import (
     intrin_for,
     record_intrin,
     tensorizable_block,
-    tune_contexts,
     weights_within_7_bits,
 )
 from tvmq.tune.log import TuningLog, merge
+from tvmq.tune.spaces import tune_contexts
 from tvmq.tune.tasks import extract_tasks, tuning_target
 from tvmq.tune.tuner import quiet_meta_schedule
 

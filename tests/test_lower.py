@@ -2,6 +2,7 @@
 not depend on calibration (so one tuning log serves every calibration of a model)."""
 
 import numpy as np
+import pytest
 import tvm
 from tvm import relax
 from tvm.script import ir as I
@@ -11,6 +12,7 @@ from tvmq.build.lower import (
     calibration_constants_as_parameters,
     clip_as_min_max,
     codegen_module,
+    fold_pads_into_convs,
     pad_int8_conv_channels,
 )
 from tvmq.frontend import load_model
@@ -43,6 +45,56 @@ def test_clip_becomes_a_maximum_and_a_minimum_of_the_same_type():
             return y
 
     tvm.ir.assert_structural_equal(relax.transform.Normalize()(clip_as_min_max(Before)), Expected)
+
+
+def _padded_conv(pad_value: float, dtype: str, second_axes=(0, 2, 3, 1)) -> tvm.IRModule:
+    """NHWC data transposed to NCHW, padded at the bottom and right, transposed by
+    `second_axes`, then a stride-2 3x3 channels-last convolution: EfficientNet's explicit
+    "same" Pad after the layout change."""
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 6, 6, 8), dtype))
+    w = relax.Var("w", relax.TensorType((3, 3, 8, 4), dtype))
+    with builder.function("main", [x, w]):
+        with builder.dataflow():
+            nchw = builder.emit(relax.op.permute_dims(x, [0, 3, 1, 2]))
+            padded = builder.emit(relax.op.nn.pad(nchw, [0, 0, 0, 0, 0, 1, 0, 1], pad_value=pad_value))
+            nhwc = builder.emit(relax.op.permute_dims(padded, second_axes))
+            conv = relax.op.nn.conv2d(
+                nhwc, w, strides=2, padding=[1, 0, 0, 0], data_layout="NHWC", kernel_layout="HWIO"
+            )
+            y = builder.emit_output(builder.emit(conv))
+        builder.emit_func_output(y)
+    return builder.get()
+
+
+def test_a_zero_pad_before_a_float_convolution_becomes_its_padding():
+    """Through the transposes around it: the bottom and right rows add to the convolution's
+    own (top, left, bottom, right) padding."""
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(x: R.Tensor((1, 6, 6, 8), "float32"), w: R.Tensor((3, 3, 8, 4), "float32")):
+            with R.dataflow():
+                y = R.nn.conv2d(x, w, strides=2, padding=[1, 0, 1, 1], data_layout="NHWC", kernel_layout="HWIO")
+                R.output(y)
+            return y
+
+    folded = relax.transform.DeadCodeElimination()(fold_pads_into_convs(_padded_conv(0.0, "float32")))
+    tvm.ir.assert_structural_equal(folded, Expected, map_free_vars=True)
+
+
+@pytest.mark.parametrize(
+    "pad_value, dtype, second_axes",
+    [
+        pytest.param(1.0, "float32", (0, 2, 3, 1), id="non-zero"),
+        pytest.param(0.0, "int8", (0, 2, 3, 1), id="integer (pads with a zero point)"),
+        pytest.param(0.0, "float32", (0, 3, 2, 1), id="transposes that do not cancel"),
+    ],
+)
+def test_other_pads_stay(pad_value, dtype, second_axes):
+    before = _padded_conv(pad_value, dtype, second_axes)
+    tvm.ir.assert_structural_equal(fold_pads_into_convs(before), before)
 
 
 def test_integer_scalars_become_one_element_tensors_of_the_operand_rank_and_floats_stay():

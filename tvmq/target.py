@@ -131,6 +131,21 @@ def int8_dot_isa(target) -> str | None:
     return next((isa for isa in isas if target_has_features(isa, target)), None)
 
 
+# Float vector registers: (LLVM feature, float32 lanes, registers), widest first.
+FLOAT_VECTOR_ISAS = {"x86": (("avx512f", 16, 32), ("avx2", 8, 16)), "aarch64": (("neon", 4, 32),)}
+
+
+def float_vectors(target) -> tuple[int, int] | None:
+    """(float32 lanes a vector register holds, how many registers) on a TVM CPU target, or None
+    (no vector unit tvmq schedules for)."""
+    from tvm.target.codegen import target_has_features
+
+    for feature, lanes, registers in FLOAT_VECTOR_ISAS.get(_target_arch(target), ()):
+        if target_has_features(feature, target):
+            return lanes, registers
+    return None
+
+
 def int8_activation_dtype(target) -> str:
     """The activation dtype of int8 models for a TVM target: ARM's dot products take two signed
     operands (int8), x86's an unsigned and a signed one (uint8)."""

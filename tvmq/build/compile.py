@@ -69,7 +69,8 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
     """TVM's backend pipeline for the target, with these changes. Tuned: the log's kernels are
     swapped in for the fused functions they tuned (before any default schedule, so the functions
     still match the tuned workloads). Int8 kernels left without a schedule are tiled around
-    `int8_intrin` (tvmq.build.int8_schedule). The weight packing that tuned and int8 kernels
+    `int8_intrin` (tvmq.build.int8_schedule), float convolutions and matmuls on the CPU's
+    vectors (tvmq.build.float_schedule). The weight packing that tuned and int8 kernels
     chose (layout-rewrite blocks) is split out and evaluated on the constant weights at compile
     time, so it never runs per inference. GPU: kernels the log lacks get dlight's default
     schedules through `default_gpu_schedule`, which survives the rules that fail on some kernels."""
@@ -79,7 +80,9 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
     from tvm.relax.backend.cuda import pipeline as cuda_pipeline
 
     from tvmq.build.cuda import default_gpu_schedule
+    from tvmq.build.float_schedule import default_float_schedule
     from tvmq.build.int8_schedule import default_int8_schedule
+    from tvmq.target import float_vectors
 
     gpu = target.kind.name == "cuda"  # tvmq's two target kinds: llvm and cuda
     pipeline = cuda_pipeline if gpu else cpu_pipeline
@@ -95,7 +98,10 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
         fuse.append(relax.transform.MetaScheduleApplyDatabase())
     if int8_intrin is not None:
         fuse.append(default_int8_schedule(int8_intrin))
-    if tuned or int8_intrin is not None:
+    vectors = float_vectors(target)
+    if vectors is not None:
+        fuse.append(default_float_schedule(*vectors))
+    if tuned or int8_intrin is not None or vectors is not None:
         fuse += [relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()]
     if gpu:
         fuse.append(default_gpu_schedule())

@@ -15,13 +15,21 @@ LAYOUT_REWRITE = "meta_schedule.layout_rewrite_preproc"
 
 
 def tile_reduction(
-    sch: tvm.s_tir.Schedule, name: str, n: int, lanes: int, k: int | None, tile: tuple[int, int], k_inner: int = 4
+    sch: tvm.s_tir.Schedule,
+    name: str,
+    n: int,
+    lanes: int,
+    k: int | None,
+    tile: tuple[int, int],
+    k_inner: int = 4,
+    channels_outer: bool = False,
 ) -> tvm.s_tir.LoopRV | None:
     """Loops of block `name` (one per block iterator; N the `n`-th, K the `k`-th if an
     intrinsic sums over it, `k_inner` at a time) -> parallel(other spatial, rows / r,
     N / (w x lanes)) reduction(...) rows r, widths w, lanes (then K's inner part), where the
     rows are the last spatial iterator but N, r and w the largest divisors of the rows and of N's
-    vectors within `tile`. The epilogue follows each tile. Without K the lanes loop is vectorized; with
+    vectors within `tile` (`channels_outer`: the N / (w x lanes) loop first instead). The
+    epilogue follows each tile. Without K the lanes loop is vectorized; with
     K it is returned for the caller to tensorize. None if the loops do not map one to one onto
     the block's iterators (nothing was changed then)."""
     block = sch.get_sblock(name)
@@ -43,18 +51,25 @@ def tile_reduction(
     rows, widths = tile
     row_outer, row_inner = sch.split(spatial[-1], [None, largest_divisor(extent(sch, spatial[-1]), rows)])
     n_tiles, n_widths = sch.split(n_outer, [None, largest_divisor(extent(sch, n_outer), widths)])
-    sch.reorder(*spatial[:-1], row_outer, n_tiles, *reduction, row_inner, n_widths, n_lanes, *inside_lanes)
+    # Channel tiles outermost: one tile's weights are reused by all the rows that follow it
+    # while they are in cache (they matter where the weights outgrow the cache).
+    tiles = [n_tiles, *spatial[:-1], row_outer] if channels_outer else [*spatial[:-1], row_outer, n_tiles]
+    sch.reorder(*tiles, *reduction, row_inner, n_widths, n_lanes, *inside_lanes)
 
-    if _elementwise_consumers(sch, block):
+    after = _stages_after(sch, block)
+    if _elementwise_consumers(sch, block) and all(_same_shape(sch, stage, block) for stage in after):
         # Inlined into the kernel's last stage: bias, requantization, clamp, activations, and the
         # stages of a residual input added to the result, which would otherwise run over the
         # whole tensor.
-        *inlined, last = _stages_after(sch, block)
+        *inlined, last = after
         for stage in inlined:
             sch.compute_inline(stage)
-        sch.reverse_compute_at(last, n_tiles)
+        sch.reverse_compute_at(last, tiles[-1])
         sch.vectorize(sch.get_loops(last)[-1])
-    sch.parallel(sch.fuse(*spatial[:-1], row_outer, n_tiles))
+    else:  # a stage of another shape (a pad for the next convolution) runs over the whole output
+        for stage in after:
+            _parallel_and_vectorized(sch, sch.get_loops(stage))
+    sch.parallel(sch.fuse(*tiles))
     if k is None:
         sch.vectorize(n_lanes)  # before the reduction's init is split off, as the primitive wants
     init = sch.decompose_reduction(block, reduction[0])
@@ -72,6 +87,13 @@ def _elementwise_consumers(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -
         chain.append(consumers[0])
         consumers = sch.get_consumers(consumers[0])
     return chain
+
+
+def _same_shape(sch: tvm.s_tir.Schedule, stage: tvm.s_tir.SBlockRV, block: tvm.s_tir.SBlockRV) -> bool:
+    """Whether `stage` writes a tensor of `block`'s output shape (a tile of one is a tile of
+    the other)."""
+    shape = [int(n) for n in sch.get(block).writes[0].source.shape]
+    return all([int(n) for n in region.source.shape] == shape for region in sch.get(stage).writes)
 
 
 def _stages_after(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> list[tvm.s_tir.SBlockRV]:

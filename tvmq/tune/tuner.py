@@ -20,9 +20,10 @@ from tvmq.frontend.imported import ImportedModel
 from tvmq.progress import log, step
 from tvmq.target import TargetPreset, available_cores, load_target
 from tvmq.tune.builder import local_builder
-from tvmq.tune.int8_kernels import tune_contexts, weights_within_7_bits
+from tvmq.tune.int8_kernels import weights_within_7_bits
 from tvmq.tune.intrinsics import import_tensor_intrinsics
 from tvmq.tune.log import TuningLog, mean_latency_us
+from tvmq.tune.spaces import tune_contexts
 from tvmq.tune.tasks import extract_tasks, tuning_target
 
 

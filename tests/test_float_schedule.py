@@ -1,0 +1,112 @@
+"""The default float schedule (tvmq.build.float_schedule): with no tuning log, float
+convolutions and matmuls on CPUs are register-tiled on the CPU's vectors and spread over its
+cores instead of compiling to TVM's scalar loops on one core; results agree with onnxruntime
+and numpy to float rounding, whatever the shapes."""
+
+import re
+
+import numpy as np
+import onnx_models
+import onnxruntime as ort
+import pytest
+import tvm
+import tvm_ffi
+from relax_models import matmul, skip_unless_runnable
+from tvm import relax
+from tvm.s_tir import meta_schedule as ms
+
+import tvmq
+from tvmq.build.compile import build_executable
+from tvmq.build.float_schedule import schedule_float_kernel
+from tvmq.build.lower import codegen_module
+from tvmq.target import float_vectors, load_target
+from tvmq.tune.spaces import cpu_space
+from tvmq.tune.tasks import extract_tasks, tuning_target
+
+FLOAT_PRESETS = ["x86-avx2", "x86-avx512"]  # 8 and 16 lanes
+
+
+def _kernels(mod: tvm.IRModule, target) -> list[tvm.tirx.PrimFunc]:
+    return [task.dispatched[0]["main"] for task in extract_tasks(mod, target)]
+
+
+@pytest.mark.parametrize("preset", FLOAT_PRESETS)
+@pytest.mark.parametrize("rows, depth, columns", [(7, 13, 32), (16, 64, 24), (1, 36, 40), (9, 5, 7)])
+def test_an_untuned_float_matmul_equals_numpy_on_odd_shapes(preset, rows, depth, columns):
+    """A prime row count gets a tile of its own size; 24 and 40 columns are whole vectors of
+    half AVX-512's lanes (8); 7 columns are no whole vector and keep TVM's default code."""
+    skip_unless_runnable(preset)
+    rng = np.random.default_rng(rows + depth)
+    x, weights = (rng.normal(size=shape).astype(np.float32) for shape in ((rows, depth), (depth, columns)))
+    mod = matmul("float32", weights, rows)
+    target = tuning_target(load_target(preset), 2)
+    (kernel,) = _kernels(mod, target)
+    assert (schedule_float_kernel(kernel, *float_vectors(target)) is not None) == (columns % 8 == 0)
+    out = relax.VirtualMachine(build_executable(mod, load_target(preset)), tvm.cpu())["main"](tvm.runtime.tensor(x))
+    np.testing.assert_allclose(out.numpy(), x @ weights, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "preset, instruction",
+    [
+        ("x86-avx2", r"vfmadd\d+ps\t%ymm"),
+        ("x86-avx512", r"vfmadd\d+ps\t(\(.*\)\{1to16\}|%zmm)"),
+        ("arm-cortex-a72", r"fmla\tv\d+\.4s"),
+    ],
+)
+def test_the_default_schedule_multiplies_whole_vectors_across_cores(preset, instruction):
+    # Code generation only: it needs no CPU that has the instructions.
+    target = tuning_target(load_target(preset), 2)
+    (kernel,) = _kernels(matmul("float32", np.ones((64, 64), "float32"), 16), target)
+    scheduled = schedule_float_kernel(kernel, *float_vectors(target))
+    assert scheduled is not None and "T.parallel" in scheduled.script()
+    assembly = tvm.tirx.build(tvm.IRModule({"main": scheduled}), target=target).inspect_source("asm")
+    assert re.search(instruction, assembly)
+
+
+@pytest.mark.parametrize("preset", FLOAT_PRESETS)
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param(lambda: onnx_models.pointwise_relu6_then_padded_conv(channels=32), id="pointwise-then-strided"),
+        pytest.param(lambda: onnx_models.pointwise_relu6_then_padded_conv(channels=24), id="24-channels"),
+        pytest.param(onnx_models.residual_block, id="residual-block"),
+        pytest.param(onnx_models.depthwise_block, id="depthwise-block"),
+    ],
+)
+def test_an_untuned_float_model_matches_onnxruntime(tmp_path, preset, model):
+    """Bias, ReLU and ReLU6 fused into the tile; an explicit pad after a convolution (a tensor of
+    another shape, which must not be computed tile by tile: its border would be left unwritten);
+    a residual Add; a depthwise 3x3 (each channel reads its own input channel). Every
+    convolution's kernel gets the schedule, and the package agrees with onnxruntime."""
+    skip_unless_runnable(preset)
+    proto = model()
+    imported = tvmq.load_model(proto)
+    target = tuning_target(load_target(preset), 2)
+    kernels = _kernels(codegen_module(imported.mod, load_target(preset)), target)
+    scheduled = [k for k in kernels if schedule_float_kernel(k, *float_vectors(target)) is not None]
+    assert len(scheduled) == sum(node.op_type == "Conv" for node in proto.graph.node)
+
+    tvmq.compile_model(imported, preset, tmp_path / "pkg")
+    package = tvmq.load_package(tmp_path / "pkg")
+    session = ort.InferenceSession(proto.SerializeToString())
+    (spec,) = imported.inputs
+    for seed in range(3):
+        x = 3 * np.random.default_rng(seed).normal(size=spec.shape).astype(np.float32)
+        (actual,) = package.run({spec.name: x}).values()
+        np.testing.assert_allclose(actual, session.run(None, {spec.name: x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_tuning_measures_the_default_schedule_beside_the_searched_candidates():
+    """So that a tuned float kernel is never slower than the one a build without a log gets:
+    the default schedule is one of the design spaces, and it survives the post-processing that
+    every candidate gets before it is measured."""
+    target = tuning_target(load_target("x86-avx512"), 2)
+    (task,) = extract_tasks(matmul("float32", np.ones((32, 32), "float32"), 4), target)
+    kernel = task.dispatched[0]
+    context = ms.TuneContext(kernel, target=target, space_generator=cpu_space(float_vectors(target)), rand_state=0)
+    spaces = context.space_generator.generate_design_space(kernel)
+    expected = schedule_float_kernel(kernel["main"], *float_vectors(target))
+    default = [s for s in spaces if tvm_ffi.structural_equal(s.mod["main"], expected)]
+    assert len(spaces) > 1 and len(default) == 1
+    assert all(postproc.apply(default[0]) for postproc in context.space_generator.postprocs)

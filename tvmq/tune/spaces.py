@@ -1,0 +1,74 @@
+"""Which MetaSchedule search space each kernel is tuned in.
+
+On CPUs every kernel gets MetaSchedule's plain LLVM space with tvmq's default float schedule
+beside it; int8 kernels that the target's dot-product intrinsic computes get tvmq's int8 space
+(tvmq.tune.int8_kernels). MetaSchedule's own choice by target would tensorize int8 kernels on
+AVX-512 CPUs with TVM's intrinsics, the VNNI one that LLVM rejects and a vpmaddubsw one that
+overflows on 8-bit weights.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm.s_tir import meta_schedule as ms
+
+from tvmq.target import float_vectors
+from tvmq.tune.int8_kernels import int8_space, intrin_for, tensorizable_block
+
+
+def cpu_space(vectors: tuple[int, int] | None) -> ms.space_generator.SpaceGenerator:
+    """MetaSchedule's plain LLVM search space and, beside it where the CPU has float `vectors`
+    (lanes, registers), the default float schedule (tvmq.build.float_schedule) as one more
+    candidate, so that tuning never ends with a float kernel slower than the one compiling
+    without a log would give."""
+    from tvmq.build.float_schedule import tile_float_kernel
+
+    searched = ms.space_generator.PostOrderApply(sch_rules="llvm", postprocs="llvm", mutator_probs="llvm")
+    if vectors is None:
+        return searched
+
+    def default_schedule(sch: tvm.s_tir.Schedule) -> list[tvm.s_tir.Schedule]:
+        tiled = tile_float_kernel(sch, *vectors)
+        return [tiled] if tiled is not None else []
+
+    fixed = ms.space_generator.ScheduleFn(default_schedule, sch_rules=[], postprocs=[], mutator_probs="llvm")
+    return ms.space_generator.SpaceGeneratorUnion(
+        [searched, fixed], sch_rules="llvm", postprocs="llvm", mutator_probs="llvm"
+    )
+
+
+def _tensorizes(context: ms.TuneContext) -> bool:
+    """Whether some design space of the context's kernel really is tensorized once
+    post-processed: the intrinsic's mapping can exist where its padding or packing cannot be
+    done (a 64 x 10 matmul), and such kernels keep the default space."""
+    for space in context.space_generator.generate_design_space(context.mod):
+        if all(postproc.apply(space) for postproc in context.space_generator.postprocs) and any(
+            inst.kind.name == "Tensorize" for inst in space.trace.insts
+        ):
+            return True
+    return False
+
+
+def tune_contexts(
+    tasks: list[ms.ExtractedTask], work_dir: str, num_threads: int, seed: int, weights_7_bit: bool
+) -> tuple[list[ms.TuneContext], list[float]]:
+    """MetaSchedule's tune contexts for `tasks`, with the int8 search space for the kernels the
+    target's intrinsic computes (a saturating one only when `weights_7_bit`: the model's weights
+    fit it); every other kernel gets `cpu_space` on CPUs, MetaSchedule's choice on GPUs."""
+    make = ms.relax_integration.extracted_tasks_to_tune_contexts
+    cpu = bool(tasks) and tasks[0].target.kind.name == "llvm"
+    default = cpu_space(float_vectors(tasks[0].target)) if cpu else "post-order-apply"
+    contexts, weights = make(tasks, work_dir, space=default, num_threads=num_threads, seed=seed)
+    intrin = intrin_for(contexts[0].target) if contexts else None
+    if intrin is None or (intrin.saturates and not weights_7_bit):
+        return contexts, weights
+    candidates = [tensorizable_block(c.mod, intrin) is not None for c in contexts]
+    if not any(candidates):
+        return contexts, weights
+    # Replaying a candidate's trace costs about 10x more here than in the float space (the weight
+    # layout transform and tensorize re-simplify the kernel): a smaller, shorter evolution keeps
+    # a search round near a float one's time (90 s -> ~20 s for a ResNet-18 conv on 2 cores).
+    search = ms.search_strategy.EvolutionarySearch(population_size=256, genetic_num_iters=2)
+    space = int8_space(intrin)
+    tensorized, _ = make(tasks, work_dir, space=space, strategy=search, num_threads=num_threads, seed=seed)
+    return [t if use and _tensorizes(t) else c for c, t, use in zip(contexts, tensorized, candidates)], weights
