@@ -38,7 +38,7 @@ def tile_reduction(
         return None
     for producer in sch.get_producers(block):  # the activations' padding, if any
         if LAYOUT_REWRITE not in sch.get(producer).annotations:
-            _parallel_and_vectorized(sch, sch.get_loops(producer))
+            _parallel(sch, sch.get_loops(producer))
     n_outer, n_lanes = sch.split(loops[n], [None, lanes])
     kinds = [iv.iter_type for iv in iters]
     spatial = [loop for i, loop in enumerate(loops) if kinds[i] == IterVar.DataPar and i != n]
@@ -68,7 +68,7 @@ def tile_reduction(
         sch.vectorize(sch.get_loops(last)[-1])
     else:  # a stage of another shape (a pad for the next convolution) runs over the whole output
         for stage in after:
-            _parallel_and_vectorized(sch, sch.get_loops(stage))
+            _parallel(sch, sch.get_loops(stage))
     sch.parallel(sch.fuse(*tiles))
     if k is None:
         sch.vectorize(n_lanes)  # before the reduction's init is split off, as the primitive wants
@@ -103,10 +103,12 @@ def _stages_after(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV) -> list[tv
     return stages[position + 1 :]
 
 
-def _parallel_and_vectorized(sch: tvm.s_tir.Schedule, loops) -> None:
+def _parallel(sch: tvm.s_tir.Schedule, loops) -> None:
+    """Spread a copy-like stage (a pad) over the cores. Its innermost loop is left to LLVM's
+    vectorizer: vectorized by TVM, a pad's bounds test is evaluated lane by lane (a depthwise
+    convolution's pad took 3x the convolution itself)."""
     if len(loops) > 1:
         sch.parallel(sch.fuse(*loops[:-1]))
-        sch.vectorize(loops[-1])
     elif loops:
         sch.parallel(loops[0])
 
