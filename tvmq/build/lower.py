@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
-from tvm import relax
+from tvm import relax, topi
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 from tvmq.quantize import for_codegen
@@ -95,6 +95,26 @@ def fold_pads_into_convs(mod: tvm.IRModule) -> tvm.IRModule:
     return mod
 
 
+@relax.expr_functor.mutator
+class _ErfAsPolynomial(relax.PyExprMutator):
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.erf" and str(call.ty.dtype) == "float32":
+            return self.builder_.call_te(topi.fast_erf, call.args[0])
+        return call
+
+
+def erf_as_polynomial(mod: tvm.IRModule) -> tvm.IRModule:
+    """Compute float32 erf (GELU's) with TOPI's rational approximation (within 4e-7 of erf)
+    instead of a call to the C library's erff per element: it vectorizes with the kernel. The GELU after MiniLM-L6's first feed-forward product took 60% of the int8
+    model's time (24 of 40 ms, one core); with the approximation 3.5 ms."""
+    mutator = _ErfAsPolynomial(mod)
+    for global_var, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            mutator.builder_.update_func(global_var, mutator.visit_expr(func))
+    return mutator.builder_.get()
+
+
 ELEMENTWISE = ("relax.add", "relax.subtract", "relax.multiply", "relax.right_shift", "relax.maximum", "relax.minimum")
 
 
@@ -174,4 +194,5 @@ def codegen_module(mod: tvm.IRModule, preset: TargetPreset, simulate: bool = Fal
             [relax.transform.ConvertLayout(CHANNELS_LAST), relax.transform.FoldConstant()]
         )(mod)
         mod = fold_pads_into_convs(mod)
-    return calibration_constants_as_parameters(mod)
+    mod = calibration_constants_as_parameters(mod)
+    return erf_as_polynomial(mod) if preset.kind == "llvm" else mod
