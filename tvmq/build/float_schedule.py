@@ -35,7 +35,7 @@ def schedule_float_kernel(func: tvm.tirx.PrimFunc, lanes: int, registers: int) -
 
 def tile_float_kernel(sch: tvm.s_tir.Schedule, lanes: int, registers: int) -> tvm.s_tir.Schedule | None:
     """A copy of `sch` (a kernel's module) with its float conv or matmul register-tiled, or
-    None. Tuning measures it beside the searched candidates (tvmq.tune.tasks)."""
+    None. Tuning measures it beside the searched candidates (tvmq.tune.spaces)."""
     found = _float_reduction(sch, lanes)
     if found is None:
         return None
