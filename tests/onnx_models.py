@@ -350,3 +350,14 @@ def depthwise_block(channels: int = 32) -> onnx.ModelProto:
     ]
     inputs, outputs = [("x", TensorProto.FLOAT, [1, 8, 7, 7])], [("y", TensorProto.FLOAT, [1, 8, 7, 7])]
     return make_model(nodes, inputs, outputs, initializers)
+
+
+# The convolution blocks the default kernel schedules are tested on, by test id: a 1x1 then
+# an explicit pad and a stride-2 3x3 at 32 channels (two tiles of AVX-512's 16 lanes) and at 24
+# (EfficientNet's: not whole tiles), ResNet's basic block, MobileNet's depthwise block.
+SCHEDULED_CONV_BLOCKS = {
+    "pointwise-then-strided": lambda: pointwise_relu6_then_padded_conv(channels=32),
+    "24-channels": lambda: pointwise_relu6_then_padded_conv(channels=24),
+    "residual-block": residual_block,
+    "depthwise-block": depthwise_block,
+}

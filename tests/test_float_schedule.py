@@ -66,13 +66,7 @@ def test_the_default_schedule_multiplies_whole_vectors_across_cores(preset, inst
 
 @pytest.mark.parametrize("preset", FLOAT_PRESETS)
 @pytest.mark.parametrize(
-    "model",
-    [
-        pytest.param(lambda: onnx_models.pointwise_relu6_then_padded_conv(channels=32), id="pointwise-then-strided"),
-        pytest.param(lambda: onnx_models.pointwise_relu6_then_padded_conv(channels=24), id="24-channels"),
-        pytest.param(onnx_models.residual_block, id="residual-block"),
-        pytest.param(onnx_models.depthwise_block, id="depthwise-block"),
-    ],
+    "model", list(onnx_models.SCHEDULED_CONV_BLOCKS.values()), ids=list(onnx_models.SCHEDULED_CONV_BLOCKS)
 )
 def test_an_untuned_float_model_matches_onnxruntime(tmp_path, preset, model):
     """Bias, ReLU and ReLU6 fused into the tile; an explicit pad after a convolution (a tensor of

@@ -69,13 +69,7 @@ def test_float_kernels_are_left_to_the_default_code():
 
 @pytest.mark.parametrize("preset", X86_PRESETS)
 @pytest.mark.parametrize(
-    "model",
-    [
-        pytest.param(lambda: onnx_models.pointwise_relu6_then_padded_conv(channels=32), id="pointwise-then-strided"),
-        pytest.param(lambda: onnx_models.pointwise_relu6_then_padded_conv(channels=24), id="24-channels"),
-        pytest.param(onnx_models.residual_block, id="residual-block"),
-        pytest.param(onnx_models.depthwise_block, id="depthwise-block"),
-    ],
+    "model", list(onnx_models.SCHEDULED_CONV_BLOCKS.values()), ids=list(onnx_models.SCHEDULED_CONV_BLOCKS)
 )
 def test_an_untuned_int8_model_equals_the_plain_integer_kernels(tmp_path, preset, model):
     """Convolutions with bias, ReLU (or ReLU6), requantization, an explicit pad before a
