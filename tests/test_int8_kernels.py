@@ -21,14 +21,13 @@ from tvmq.quantize import quantize_model
 from tvmq.target import load_target
 from tvmq.tune.int8_kernels import (
     INTRINSICS,
-    int8_space,
     intrin_for,
     record_intrin,
     tensorizable_block,
     weights_within_7_bits,
 )
 from tvmq.tune.log import TuningLog, merge
-from tvmq.tune.spaces import tune_contexts
+from tvmq.tune.spaces import int8_space, tune_contexts
 from tvmq.tune.tasks import extract_tasks, tuning_target
 from tvmq.tune.tuner import quiet_meta_schedule
 

@@ -19,7 +19,8 @@ from tvmq.build.int8_schedule import schedule_int8_kernel
 from tvmq.build.lower import codegen_module
 from tvmq.quantize import quantize_model
 from tvmq.target import load_target
-from tvmq.tune.int8_kernels import int8_space, intrin_for
+from tvmq.tune.int8_kernels import intrin_for
+from tvmq.tune.spaces import int8_space
 from tvmq.tune.tasks import extract_tasks, tuning_target
 
 

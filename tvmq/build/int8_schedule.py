@@ -46,7 +46,7 @@ def schedule_int8_kernel(func: tvm.tirx.PrimFunc, intrin: DotIntrin) -> tvm.tirx
 
 def tile_int8_kernel(sch: tvm.s_tir.Schedule, intrin: DotIntrin) -> tvm.s_tir.Schedule | None:
     """A copy of `sch` (a kernel's module) with its int8 conv or matmul tiled around `intrin`,
-    or None. Tuning measures it beside the searched candidates (int8_kernels.int8_space)."""
+    or None. Tuning measures it beside the searched candidates (tvmq.tune.spaces.int8_space)."""
     name = tensorizable_block(sch.mod, intrin)
     if name is None:
         return None

@@ -1,5 +1,5 @@
-"""Int8 kernels on x86 and ARM: dot-product tensor intrinsics and the MetaSchedule search space
-that tiles int8 conv2d and matmul around them.
+"""Int8 kernels on x86 and ARM: dot-product tensor intrinsics and the MetaSchedule rules that
+prepare int8 conv2d and matmul for them (the search space they make: tvmq.tune.spaces).
 
 TVM 0.27 ships no usable x86 int8 intrinsic (its VNNI one is rejected by LLVM) and no default
 rule that tensorizes int8 kernels for tvmq, so tuned int8 code is ordinary scalar-widening
@@ -438,53 +438,3 @@ class ScalarLoopsAroundIntrin(ms.postproc.PyPostproc):
 
     def clone(self) -> ms.postproc.Postproc:
         return ScalarLoopsAroundIntrin()
-
-
-def int8_space(intrin: DotIntrin) -> ms.space_generator.SpaceGenerator:
-    """MetaSchedule's LLVM rules with tiling around the intrinsic first, then the postprocessors
-    that tensorize and lay the weights out for it; beside that search space, the fixed default
-    int8 schedule (tvmq.build.int8_schedule) as one more candidate, so that tuning never ends
-    with a kernel slower than the one compiling without a log would give."""
-    from tvmq.build.int8_schedule import tile_int8_kernel
-
-    register_intrinsics()
-    reuse_write = ms.schedule_rule.ReuseType(req="may", levels=[1, 2], scope="global")
-    rules = [
-        ms.schedule_rule.ApplyCustomRule(),
-        PackWeightsForIntrin(intrin.isa),
-        ms.schedule_rule.InlineConstantScalars(),
-        ms.schedule_rule.AutoInline(
-            into_producer=False,
-            into_consumer=True,
-            inline_const_tensor=True,
-            disallow_if_then_else=True,
-            require_injective=True,
-            require_ordered=True,
-            disallow_op=["tirx.exp"],
-        ),
-        ms.schedule_rule.MultiLevelTilingWithIntrin(
-            intrin.name, structure="SSRSRS", max_innermost_factor=64, reuse_write=reuse_write
-        ),
-        ms.schedule_rule.MultiLevelTiling(structure="SSRSRS", max_innermost_factor=64, reuse_write=reuse_write),
-        ms.schedule_rule.ParallelizeVectorizeUnroll(
-            max_jobs_per_core=16, max_vectorize_extent=64, unroll_max_steps=[0, 16, 64, 512], unroll_explicit=True
-        ),
-        ms.schedule_rule.RandomComputeLocation(),
-    ]
-    postprocs = [
-        ms.postproc.DisallowDynamicLoop(),
-        ScalarLoopsAroundIntrin(),
-        ms.postproc.RewriteParallelVectorizeUnroll(),
-        ms.postproc.RewriteReductionBlock(),
-        ms.postproc.RewriteTensorize(vectorize_init_loop=True),
-    ]
-    searched = ms.space_generator.PostOrderApply(sch_rules=rules, postprocs=postprocs, mutator_probs="llvm")
-
-    def default_schedule(sch: tvm.s_tir.Schedule) -> list[tvm.s_tir.Schedule]:
-        tiled = tile_int8_kernel(sch, intrin)
-        return [tiled] if tiled is not None else []
-
-    fixed = ms.space_generator.ScheduleFn(default_schedule, sch_rules=[], postprocs=[], mutator_probs="llvm")
-    return ms.space_generator.SpaceGeneratorUnion(
-        [searched, fixed], sch_rules=rules, postprocs=postprocs, mutator_probs="llvm"
-    )

@@ -1,8 +1,8 @@
 """Which MetaSchedule search space each kernel is tuned in.
 
 On CPUs every kernel gets MetaSchedule's plain LLVM space with tvmq's default float schedule
-beside it; int8 kernels that the target's dot-product intrinsic computes get tvmq's int8 space
-(tvmq.tune.int8_kernels). MetaSchedule's own choice by target would tensorize int8 kernels on
+beside it; int8 kernels that the target's dot-product intrinsic computes get tvmq's int8 space,
+tiled around the intrinsic (tvmq.tune.int8_kernels). MetaSchedule's own choice by target would tensorize int8 kernels on
 AVX-512 CPUs with TVM's intrinsics, the VNNI one that LLVM rejects and a vpmaddubsw one that
 overflows on 8-bit weights.
 """
@@ -13,27 +13,80 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from tvmq.target import float_vectors
-from tvmq.tune.int8_kernels import int8_space, intrin_for, tensorizable_block
+from tvmq.tune.int8_kernels import (
+    DotIntrin,
+    PackWeightsForIntrin,
+    ScalarLoopsAroundIntrin,
+    intrin_for,
+    register_intrinsics,
+    tensorizable_block,
+)
 
 
 def cpu_space(vectors: tuple[int, int] | None) -> ms.space_generator.SpaceGenerator:
     """MetaSchedule's plain LLVM search space and, beside it where the CPU has float `vectors`
     (lanes, registers), the default float schedule (tvmq.build.float_schedule) as one more
-    candidate, so that tuning never ends with a float kernel slower than the one compiling
-    without a log would give."""
+    candidate."""
     from tvmq.build.float_schedule import tile_float_kernel
 
-    searched = ms.space_generator.PostOrderApply(sch_rules="llvm", postprocs="llvm", mutator_probs="llvm")
     if vectors is None:
-        return searched
+        return ms.space_generator.PostOrderApply(sch_rules="llvm", postprocs="llvm", mutator_probs="llvm")
+    return _beside_default_schedule(lambda sch: tile_float_kernel(sch, *vectors), "llvm", "llvm")
 
-    def default_schedule(sch: tvm.s_tir.Schedule) -> list[tvm.s_tir.Schedule]:
-        tiled = tile_float_kernel(sch, *vectors)
-        return [tiled] if tiled is not None else []
 
-    fixed = ms.space_generator.ScheduleFn(default_schedule, sch_rules=[], postprocs=[], mutator_probs="llvm")
+def int8_space(intrin: DotIntrin) -> ms.space_generator.SpaceGenerator:
+    """MetaSchedule's LLVM rules with tiling around the intrinsic first, then the postprocessors
+    that tensorize and lay the weights out for it; beside that search space, the fixed default
+    int8 schedule (tvmq.build.int8_schedule) as one more candidate."""
+    from tvmq.build.int8_schedule import tile_int8_kernel
+
+    register_intrinsics()
+    reuse_write = ms.schedule_rule.ReuseType(req="may", levels=[1, 2], scope="global")
+    rules = [
+        ms.schedule_rule.ApplyCustomRule(),
+        PackWeightsForIntrin(intrin.isa),
+        ms.schedule_rule.InlineConstantScalars(),
+        ms.schedule_rule.AutoInline(
+            into_producer=False,
+            into_consumer=True,
+            inline_const_tensor=True,
+            disallow_if_then_else=True,
+            require_injective=True,
+            require_ordered=True,
+            disallow_op=["tirx.exp"],
+        ),
+        ms.schedule_rule.MultiLevelTilingWithIntrin(
+            intrin.name, structure="SSRSRS", max_innermost_factor=64, reuse_write=reuse_write
+        ),
+        ms.schedule_rule.MultiLevelTiling(structure="SSRSRS", max_innermost_factor=64, reuse_write=reuse_write),
+        ms.schedule_rule.ParallelizeVectorizeUnroll(
+            max_jobs_per_core=16, max_vectorize_extent=64, unroll_max_steps=[0, 16, 64, 512], unroll_explicit=True
+        ),
+        ms.schedule_rule.RandomComputeLocation(),
+    ]
+    postprocs = [
+        ms.postproc.DisallowDynamicLoop(),
+        ScalarLoopsAroundIntrin(),
+        ms.postproc.RewriteParallelVectorizeUnroll(),
+        ms.postproc.RewriteReductionBlock(),
+        ms.postproc.RewriteTensorize(vectorize_init_loop=True),
+    ]
+    return _beside_default_schedule(lambda sch: tile_int8_kernel(sch, intrin), rules, postprocs)
+
+
+def _beside_default_schedule(default_schedule, sch_rules, postprocs) -> ms.space_generator.SpaceGenerator:
+    """The space `sch_rules` and `postprocs` search, united with the one schedule that
+    `default_schedule` (schedule -> scheduled copy or None) makes without a log, so that tuning
+    never ends with a kernel slower than the one compiling without a log would give."""
+    searched = ms.space_generator.PostOrderApply(sch_rules=sch_rules, postprocs=postprocs, mutator_probs="llvm")
+
+    def fixed_schedule(sch: tvm.s_tir.Schedule) -> list[tvm.s_tir.Schedule]:
+        scheduled = default_schedule(sch)
+        return [scheduled] if scheduled is not None else []
+
+    fixed = ms.space_generator.ScheduleFn(fixed_schedule, sch_rules=[], postprocs=[], mutator_probs="llvm")
     return ms.space_generator.SpaceGeneratorUnion(
-        [searched, fixed], sch_rules="llvm", postprocs="llvm", mutator_probs="llvm"
+        [searched, fixed], sch_rules=sch_rules, postprocs=postprocs, mutator_probs="llvm"
     )
 
 
