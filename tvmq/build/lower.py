@@ -106,8 +106,9 @@ class _ErfAsPolynomial(relax.PyExprMutator):
 
 def erf_as_polynomial(mod: tvm.IRModule) -> tvm.IRModule:
     """Compute float32 erf (GELU's) with TOPI's rational approximation (within 4e-7 of erf)
-    instead of a call to the C library's erff per element: it vectorizes with the kernel. The GELU after MiniLM-L6's first feed-forward product took 60% of the int8
-    model's time (24 of 40 ms, one core); with the approximation 3.5 ms."""
+    instead of a call to the C library's erff per element: it vectorizes with the kernel. The
+    GELU after MiniLM-L6's first feed-forward product took 60% of the int8 model's time (24 of
+    40 ms, one core); with the approximation 3.5 ms."""
     mutator = _ErfAsPolynomial(mod)
     for global_var, func in mod.functions_items():
         if isinstance(func, relax.Function):

@@ -49,8 +49,8 @@ def tile_reduction(
         reduction.append(k_outer)
         inside_lanes.append(k_inner_loop)
     rows, widths = tile
-    row_outer, row_inner = sch.split(spatial[-1], [None, largest_divisor(extent(sch, spatial[-1]), rows)])
-    n_tiles, n_widths = sch.split(n_outer, [None, largest_divisor(extent(sch, n_outer), widths)])
+    row_outer, row_inner = sch.split(spatial[-1], [None, _largest_divisor(_extent(sch, spatial[-1]), rows)])
+    n_tiles, n_widths = sch.split(n_outer, [None, _largest_divisor(_extent(sch, n_outer), widths)])
     # Channel tiles outermost: one tile's weights are reused by all the rows that follow it
     # while they are in cache (they matter where the weights outgrow the cache).
     tiles = [n_tiles, *spatial[:-1], row_outer] if channels_outer else [*spatial[:-1], row_outer, n_tiles]
@@ -113,11 +113,11 @@ def _parallel(sch: tvm.s_tir.Schedule, loops) -> None:
         sch.parallel(loops[0])
 
 
-def extent(sch: tvm.s_tir.Schedule, loop) -> int:
+def _extent(sch: tvm.s_tir.Schedule, loop) -> int:
     return int(sch.get(loop).extent)
 
 
-def largest_divisor(total: int, limit: int) -> int:
+def _largest_divisor(total: int, limit: int) -> int:
     return max(d for d in range(1, min(total, limit) + 1) if total % d == 0)
 
 
