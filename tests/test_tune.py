@@ -19,7 +19,7 @@ import tvmq
 from tvmq.target import load_target
 from tvmq.tune.log import RECORDS_FILE, TuningLog
 from tvmq.tune.tasks import tuning_target
-from tvmq.tune.tuner import tune_model
+from tvmq.tune.tuner import quiet_meta_schedule, tune_model
 
 KERNELS = {"softmax", "fused_matmul_add_relu", "fused_matmul1_add1"}  # the MLP's three kernels
 
@@ -64,6 +64,35 @@ def test_tuning_measures_the_model_kernels_into_the_log(tuned_log):
     assert sum(line["latency_us"] is not None for line in lines) >= 3
 
 
+def test_every_run_measures_the_default_schedules_into_the_log_once(tuned_log, mlp):
+    """The first matmul (64 output columns) compiles without a log to tvmq's default float
+    schedule; the second's 10 columns fill no vector and softmax is no matmul, so they have none.
+    The log must hold that schedule measured, whatever the search sampled: its best record is
+    then never slower than compiling without a log. A later run finds it and measures nothing."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from tvmq.build.lower import codegen_module
+    from tvmq.tune.baseline import measure_default_schedules
+    from tvmq.tune.builder import local_builder
+    from tvmq.tune.spaces import default_schedule, tune_contexts
+    from tvmq.tune.tasks import extract_tasks
+
+    log_dir, _ = tuned_log
+    preset = load_target("host")
+    target = tuning_target(preset)
+    tasks = extract_tasks(codegen_module(mlp.mod, preset), target)
+    with quiet_meta_schedule():
+        contexts, _ = tune_contexts(tasks, str(log_dir.parent / "work"), num_threads=1, seed=0, weights_7_bit=True)
+    defaults = {c.task_name: default_schedule(c) for c in contexts}
+    assert {name for name, sch in defaults.items() if sch is not None} == {"fused_matmul_add_relu"}
+    database = TuningLog(log_dir, target)
+    for context in contexts:
+        if defaults[context.task_name] is not None:
+            records = database.get_top_k(database.commit_workload(context.mod), len(database))
+            assert str(defaults[context.task_name].trace) in {str(record.trace) for record in records}
+    assert measure_default_schedules(contexts, local_builder(1), ms.runner.LocalRunner(), database) == 0
+
+
 def test_compiling_with_the_log_uses_the_tuned_kernels_and_reports_coverage(tmp_path, mlp, tuned_log):
     log_dir, result = tuned_log
     tuned = {task.name for task in result.tasks if task.best_us is not None}
@@ -81,11 +110,11 @@ def test_a_log_tuned_for_another_cpu_covers_nothing(tmp_path, mlp, tuned_log):
 
 
 def test_a_spent_time_budget_ends_the_run_with_what_was_measured(tmp_path, mlp):
-    """A budget shorter than one batch: the run stops once the first round's batches (3 trials
-    for each of the 3 kernels) are measured, keeping all of them, instead of spending all 30
-    trials, and returns normally."""
+    """A budget shorter than one batch: the run stops once the default schedule and the
+    first round's batches (3 trials for each of the 3 kernels) are measured, keeping all of
+    them, instead of spending all 30 trials, and returns normally."""
     result = tune_model(mlp, "host", tmp_path / "log", trials=30, time_budget_minutes=0.001)
-    assert result.trials == 9
+    assert result.trials == 1 + 9
     assert all(task.best_us is not None for task in result.tasks)
 
 

@@ -90,6 +90,19 @@ def _beside_default_schedule(default_schedule, sch_rules, postprocs) -> ms.space
     )
 
 
+def default_schedule(context: ms.TuneContext) -> tvm.s_tir.Schedule | None:
+    """The default schedule of the context's kernel as tuning measures it (post-processed), or
+    None where its space holds none (see _beside_default_schedule, whose last design space it
+    is)."""
+    generator = context.space_generator
+    if not isinstance(generator, ms.space_generator.SpaceGeneratorUnion):
+        return None
+    for sch in generator.space_generators[-1].generate_design_space(context.mod):
+        if all(postproc.apply(sch) for postproc in generator.postprocs):
+            return sch
+    return None
+
+
 def _tensorizes(context: ms.TuneContext) -> bool:
     """Whether some design space of the context's kernel really is tensorized once
     post-processed: the intrinsic's mapping can exist where its padding or packing cannot be

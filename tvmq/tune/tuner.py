@@ -19,6 +19,7 @@ from tvmq.build.lower import codegen_module
 from tvmq.frontend.imported import ImportedModel
 from tvmq.progress import log, step
 from tvmq.target import TargetPreset, available_cores, load_target
+from tvmq.tune.baseline import measure_default_schedules
 from tvmq.tune.builder import local_builder
 from tvmq.tune.int8_kernels import weights_within_7_bits
 from tvmq.tune.intrinsics import import_tensor_intrinsics
@@ -153,7 +154,7 @@ def tune_model(
 ) -> TuneResult:
     """Tune `model`'s kernels for `target` with at most `trials` measurements (and within
     `time_budget_minutes`), adding to the tuning log in `log_dir`, whose records also seed the
-    search. `runner` measures candidates elsewhere (RPC); by default on this machine."""
+    search. The default schedules are measured first (tvmq.tune.baseline), within the trials. `runner` measures candidates elsewhere (RPC); by default on this machine."""
     if trials < 1:
         raise ValueError(f"the number of trials must be positive, got {trials}")
     preset = load_target(target)
@@ -171,25 +172,33 @@ def tune_model(
         contexts, weights = tune_contexts(
             tasks, work_dir, num_threads=available_cores(), seed=seed, weights_7_bit=weights_7_bit
         )
+        builder = local_builder(max_workers=available_cores(), compiler=preset.compiler)
+        runner = runner or ms.runner.LocalRunner()
+        progress.trials = measure_default_schedules(contexts, builder, runner, database)
+        progress.best_us = [_best_us(database, task) for task in tasks]
+        search_trials = trials - progress.trials
         try:
-            ms.tune.tune_tasks(
-                tasks=contexts,
-                task_weights=weights,
-                work_dir=work_dir,
-                max_trials_global=trials,
-                num_trials_per_iter=_batch_size(trials, len(tasks)),
-                builder=local_builder(max_workers=available_cores(), compiler=preset.compiler),
-                runner=runner or ms.runner.LocalRunner(),
-                database=database,
-                cost_model=ms.cost_model.XGBModel(),
-                measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
-            )
+            if search_trials > 0:
+                ms.tune.tune_tasks(
+                    tasks=contexts,
+                    task_weights=weights,
+                    work_dir=work_dir,
+                    max_trials_global=search_trials,
+                    num_trials_per_iter=_batch_size(search_trials, len(tasks)),
+                    builder=builder,
+                    runner=runner,
+                    database=database,
+                    cost_model=ms.cost_model.XGBModel(),
+                    measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
+                )
         except Exception:
             if not progress.budget_spent:  # the callback's own stop arrives as a generic error
                 raise
-    results = []
-    for task in tasks:
-        workload = database.commit_workload(task.dispatched[0])
-        top = database.get_top_k(workload, 1)
-        results.append(TaskResult(task.task_name, float(task.weight), mean_latency_us(top[0]) if top else None))
-    return TuneResult(Path(log_dir), preset.name, progress.trials, time.monotonic() - start, tuple(results))
+    results = tuple(TaskResult(task.task_name, float(task.weight), _best_us(database, task)) for task in tasks)
+    return TuneResult(Path(log_dir), preset.name, progress.trials, time.monotonic() - start, results)
+
+
+def _best_us(database: TuningLog, task: ms.ExtractedTask) -> float | None:
+    """The best latency the log holds for the task's kernel."""
+    top = database.get_top_k(database.commit_workload(task.dispatched[0]), 1)
+    return mean_latency_us(top[0]) if top else None
