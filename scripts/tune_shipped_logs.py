@@ -59,6 +59,7 @@ def tune_one(name: str, precision: str, args: argparse.Namespace, exports: Path)
             "cpu": cpu_name(),
             "tvmq": tvmq.__version__,
             "trials": result.trials,
+            "remeasured": result.remeasured,
             "minutes": round(result.seconds / 60, 1),
             "trials_per_minute": round(result.trials_per_minute, 1),
             "estimated_latency_ms": result.estimated_latency_ms,

@@ -16,14 +16,15 @@ HOST = tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})
 OTHER = tvm.target.Target({"kind": "llvm", "mcpu": "znver3", "num-cores": 2})
 
 
-def _record(log, seconds, target=HOST):
-    """A record of a one-instruction schedule (MetaSchedule ignores empty traces)."""
+def _record(log, seconds, target=HOST, schedule=None):
+    """A record of a small schedule, named by `schedule` (by default a schedule of its own for
+    each latency): a block annotated with the name."""
     mod = tvm.IRModule({"main": matmul})
     workload = log.commit_workload(mod)
-    schedule = s_tir.Schedule(mod)
-    schedule.get_sblock("C")
+    sch = s_tir.Schedule(mod)
+    sch.annotate(sch.get_sblock("C"), "tvmq.test_schedule", schedule or repr(seconds))
     args = ms.arg_info.ArgInfo.from_prim_func(matmul)
-    return ms.database.TuningRecord(schedule.trace, workload, [seconds], target, args)
+    return ms.database.TuningRecord(sch.trace, workload, [seconds], target, args)
 
 
 def _best_us(log):
@@ -76,6 +77,23 @@ def test_a_pruned_merge_keeps_the_best_record_and_only_the_kernels_it_needs(tmp_
     assert _best_us(TuningLog(tmp_path / "pruned", HOST)) == pytest.approx(100)
 
 
+def test_a_schedule_measured_again_counts_with_its_latest_measurement(tmp_path):
+    """Tuning measures its finalists again: a schedule's lucky first measurement (100 us) must
+    not stay its latency once it measured 400 us on repeat, in memory, reloaded and merged;
+    the other schedule (200 us) is then the best."""
+    log = TuningLog(tmp_path / "log", HOST)
+    log.commit_tuning_record(_record(log, 1e-4, schedule="lucky"))
+    log.commit_tuning_record(_record(log, 2e-4, schedule="steady"))
+    assert _best_us(log) == pytest.approx(100)
+    log.commit_tuning_record(_record(log, 4e-4, schedule="lucky"))
+    assert len(log) == 2 and _best_us(log) == pytest.approx(200)
+    assert len((tmp_path / "log" / RECORDS_FILE).read_text().splitlines()) == 3  # appended, not rewritten
+    reloaded = TuningLog(tmp_path / "log", HOST)
+    assert len(reloaded) == 2 and _best_us(reloaded) == pytest.approx(200)
+    assert merge([tmp_path / "log"], tmp_path / "merged") == 2
+    assert _best_us(TuningLog(tmp_path / "merged", HOST)) == pytest.approx(200)
+
+
 def test_truncated_and_corrupt_lines_are_skipped_with_a_warning(tmp_path, caplog):
     log = TuningLog(tmp_path, HOST)
     for seconds in (1e-4, 2e-4):
@@ -94,15 +112,15 @@ def test_truncated_and_corrupt_lines_are_skipped_with_a_warning(tmp_path, caplog
     assert len(TuningLog(tmp_path, HOST).get_all_tuning_records()) == 3
 
 
-def _append_records(directory, count):
+def _append_records(directory, count, writer):
     log = TuningLog(directory, HOST)
     for i in range(count):
-        log.commit_tuning_record(_record(log, 1e-4 + i * 1e-6))
+        log.commit_tuning_record(_record(log, 1e-4 + i * 1e-6, schedule=f"{writer}-{i}"))
 
 
 def test_two_processes_appending_to_one_log_lose_nothing(tmp_path):
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_append_records, args=(tmp_path, 25)) for _ in range(2)]
+    workers = [context.Process(target=_append_records, args=(tmp_path, 25, writer)) for writer in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:

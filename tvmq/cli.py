@@ -218,7 +218,10 @@ def _cmd_tune(args) -> None:
     print(
         f"tuned {model.source.description} for {preset.name}: {result.trials} trials in {result.seconds / 60:.1f} min"
     )
-    print(f"  ({result.trials_per_minute:.1f} trials/min), log {result.log_dir}")
+    print(
+        f"  ({result.trials_per_minute:.1f} trials/min; {result.remeasured} best schedules measured again),"
+        f" log {result.log_dir}"
+    )
     width = max(len(task.name) for task in result.tasks)
     print(f"  {'kernel':<{width}}  {'runs':>4}  {'best':>10}")
     for task in result.tasks:

@@ -3,8 +3,9 @@
     tuning_logs/<target>/workloads.jsonl   {"hash": ..., "workload": <Workload JSON>}
     tuning_logs/<target>/records.jsonl     {"hash": ..., "target": ..., "latency_us": ..., "record": <TuningRecord JSON>}
 
-Lines are appended under an exclusive lock (two processes can tune into one log), each with a
-single write; a line cut short by a killed process, or garbled by hand, is skipped with a
+A schedule measured again (tvmq.tune.measure re-measures each kernel's finalists) is appended
+once more; its latest measurement is the one that counts. Lines are appended under an exclusive
+lock (two processes can tune into one log), each with a single write; a line cut short by a killed process, or garbled by hand, is skipped with a
 warning and the log stays usable. Records carry the target they were measured on and only
 records of the log's target (core count aside) are loaded (MetaSchedule's own lookup ignores
 the target).
@@ -18,7 +19,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,14 +143,33 @@ def _workload_hash(workload: ms.database.Workload) -> str:
     return str(workload.as_json()[0])
 
 
+def _schedule_key(record_json) -> str:
+    """What identifies a measured schedule in a record's JSON: its trace (instructions and
+    decisions), whatever it measured."""
+    trace = record_json[0] if isinstance(record_json, list) and record_json else record_json
+    return json.dumps(trace, separators=(",", ":"), sort_keys=True)
+
+
+def latest_measurements(lines: Iterable[LogLine]) -> list[LogLine]:
+    """Record lines without those a later line measured again (same workload, target and
+    schedule)."""
+    latest = {}
+    for line in lines:
+        key = (line.data.get("hash"), line.data.get("target"), _schedule_key(line.data.get("record")))
+        latest.pop(key, None)  # re-inserted last: lines stay in the order of their latest measurement
+        latest[key] = line
+    return list(latest.values())
+
+
 @derived_object
 class TuningLog(ms.database.PyDatabase):
     """A MetaSchedule database kept in a tuning-log folder, holding one target's records
     (without the kernels tensorized with a saturating int8 intrinsic unless `weights_7_bit`:
     the model's weights fit them).
 
-    Lookups are served from memory; every new workload and record is also appended to the
-    folder's files, so a run killed at any point leaves all it measured for the next one.
+    Lookups are served from memory, where a schedule measured again keeps only its latest
+    measurement; every new workload and record is also appended to the folder's files, so a run
+    killed at any point leaves all it measured for the next one.
     """
 
     def __init__(self, directory: str | os.PathLike, target: tvm.target.Target, weights_7_bit: bool = True):
@@ -160,7 +180,8 @@ class TuningLog(ms.database.PyDatabase):
         self.weights_7_bit = weights_7_bit
         self.skipped_other_targets = 0
         self.skipped_intrin = 0
-        self._memory = ms.database.MemoryDatabase()
+        self._workloads = ms.database.MemoryDatabase()  # finds a kernel's workload by structure
+        self._records: dict[str, dict[str, ms.database.TuningRecord]] = {}  # hash -> schedule -> record
         register_intrinsics()  # records of tensorized kernels name them
         self._load()
 
@@ -172,8 +193,8 @@ class TuningLog(ms.database.PyDatabase):
             except Exception as err:  # noqa: BLE001 - TVM raises several kinds on bad JSON
                 log.warning("%s:%d: skipping an unreadable workload (%s)", line.path, line.number, err)
                 continue
-            workloads[line.data.get("hash")] = self._memory.commit_workload(workload.mod)
-        for line in read_lines(self.directory / RECORDS_FILE):
+            workloads[line.data.get("hash")] = self._workloads.commit_workload(workload.mod)
+        for line in latest_measurements(read_lines(self.directory / RECORDS_FILE)):
             if line.data.get("target") != self.key:
                 self.skipped_other_targets += 1
                 continue
@@ -190,14 +211,18 @@ class TuningLog(ms.database.PyDatabase):
             if intrin is not None and intrin.saturates and not self.weights_7_bit:
                 self.skipped_intrin += 1
                 continue
-            self._memory.commit_tuning_record(record)
+            self._keep(record, line.data["record"])
+
+    def _keep(self, record: ms.database.TuningRecord, record_json) -> None:
+        by_schedule = self._records.setdefault(_workload_hash(record.workload), {})
+        by_schedule[_schedule_key(record_json)] = record
 
     def has_workload(self, mod: tvm.IRModule) -> bool:
-        return self._memory.has_workload(mod)
+        return self._workloads.has_workload(mod)
 
     def commit_workload(self, mod: tvm.IRModule) -> ms.database.Workload:
-        known = self._memory.has_workload(mod)
-        workload = self._memory.commit_workload(mod)
+        known = self._workloads.has_workload(mod)
+        workload = self._workloads.commit_workload(mod)
         if not known:
             with locked(self.directory):
                 append_line(
@@ -207,24 +232,27 @@ class TuningLog(ms.database.PyDatabase):
         return workload
 
     def commit_tuning_record(self, record: ms.database.TuningRecord) -> None:
-        self._memory.commit_tuning_record(record)
+        record_json = record_as_json(record)
+        self._keep(record, record_json)
         line = {
             "hash": _workload_hash(record.workload),
             "target": target_key(record.target) if record.target is not None else self.key,
             "latency_us": mean_latency_us(record),
-            "record": record_as_json(record),
+            "record": record_json,
         }
         with locked(self.directory):
             append_line(self.directory / RECORDS_FILE, line)
 
     def get_top_k(self, workload: ms.database.Workload, top_k: int) -> list:
-        return self._memory.get_top_k(workload, top_k)
+        """The workload's `top_k` fastest records that ran."""
+        timed = [(mean_latency_us(r), r) for r in self._records.get(_workload_hash(workload), {}).values()]
+        return [record for _, record in sorted((t for t in timed if t[0] is not None), key=lambda t: t[0])[:top_k]]
 
     def get_all_tuning_records(self) -> list:
-        return self._memory.get_all_tuning_records()
+        return [record for by_schedule in self._records.values() for record in by_schedule.values()]
 
     def __len__(self) -> int:
-        return len(self._memory)
+        return sum(len(by_schedule) for by_schedule in self._records.values())
 
 
 @dataclass(frozen=True)
@@ -254,7 +282,7 @@ def summarize(directory: str | os.PathLike) -> list[WorkloadSummary]:
         except Exception:  # noqa: BLE001 - an unreadable workload is listed without its blocks
             blocks[line.data.get("hash")] = "?"
     records: dict[str, list[dict]] = {h: [] for h in blocks}
-    for line in read_lines(directory / RECORDS_FILE):
+    for line in latest_measurements(read_lines(directory / RECORDS_FILE)):
         records.setdefault(line.data.get("hash"), []).append(line.data)
     summaries = []
     for workload_hash, lines in records.items():
@@ -273,24 +301,24 @@ def summarize(directory: str | os.PathLike) -> list[WorkloadSummary]:
 
 def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top: int | None = None) -> int:
     """Write the union of log folders to `destination` (replacing it whole, atomically): each
-    workload once, records without duplicates, with `top` only the best `top` records per
+    workload once, each measured schedule once with its latest measurement (a later source's
+    counts over an earlier one's), with `top` only the best `top` records per
     workload and target, and among those the best for each of tvmq's int8 intrinsics and the
     best without one (a model with 8-bit weights cannot use the saturating ones), and only the
     workloads those records belong to. Returns the number of records written."""
-    workloads, records, seen = {}, {}, set()
+    workloads, lines = {}, []
     for source in sources:
         source = Path(source)
         if not source.is_dir():
             raise FileNotFoundError(f"tuning log {source} does not exist")
         for line in read_lines(source / WORKLOADS_FILE):
             workloads.setdefault(line.data.get("hash"), line.data)
-        for line in read_lines(source / RECORDS_FILE):
-            text = json.dumps(line.data, sort_keys=True)
-            if text not in seen:
-                seen.add(text)
-                intrin = intrin_named_in(text)
-                key = (line.data.get("hash"), line.data.get("target"), intrin and intrin.name)
-                records.setdefault(key, []).append(line.data)
+        lines += read_lines(source / RECORDS_FILE)
+    records = {}
+    for line in latest_measurements(lines):
+        intrin = intrin_named_in(json.dumps(line.data))
+        key = (line.data.get("hash"), line.data.get("target"), intrin and intrin.name)
+        records.setdefault(key, []).append(line.data)
     kept = []
     for group in records.values():
         measured = sorted((r for r in group if r.get("latency_us") is not None), key=lambda r: r["latency_us"])

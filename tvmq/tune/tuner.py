@@ -19,11 +19,11 @@ from tvmq.build.lower import codegen_module
 from tvmq.frontend.imported import ImportedModel
 from tvmq.progress import log, step
 from tvmq.target import TargetPreset, available_cores, load_target
-from tvmq.tune.baseline import measure_default_schedules
 from tvmq.tune.builder import local_builder
 from tvmq.tune.int8_kernels import weights_within_7_bits
 from tvmq.tune.intrinsics import import_tensor_intrinsics
 from tvmq.tune.log import TuningLog, mean_latency_us
+from tvmq.tune.measure import measure_default_schedules, remeasure_finalists
 from tvmq.tune.spaces import tune_contexts
 from tvmq.tune.tasks import extract_tasks, tuning_target
 
@@ -39,7 +39,8 @@ class TaskResult:
 class TuneResult:
     log_dir: Path
     target: str
-    trials: int  # measured in this run
+    trials: int  # candidates measured in this run (default schedules and search)
+    remeasured: int  # finalists measured again at the end
     seconds: float
     tasks: tuple[TaskResult, ...]
 
@@ -154,7 +155,8 @@ def tune_model(
 ) -> TuneResult:
     """Tune `model`'s kernels for `target` with at most `trials` measurements (and within
     `time_budget_minutes`), adding to the tuning log in `log_dir`, whose records also seed the
-    search. The default schedules are measured first (tvmq.tune.baseline), within the trials. `runner` measures candidates elsewhere (RPC); by default on this machine."""
+    search. The default schedules are measured first, within the trials, and the best
+    schedules again at the end (tvmq.tune.measure). `runner` measures candidates elsewhere (RPC); by default on this machine."""
     if trials < 1:
         raise ValueError(f"the number of trials must be positive, got {trials}")
     preset = load_target(target)
@@ -194,8 +196,10 @@ def tune_model(
         except Exception:
             if not progress.budget_spent:  # the callback's own stop arrives as a generic error
                 raise
+        remeasured = remeasure_finalists(contexts, builder, runner, database)
     results = tuple(TaskResult(task.task_name, float(task.weight), _best_us(database, task)) for task in tasks)
-    return TuneResult(Path(log_dir), preset.name, progress.trials, time.monotonic() - start, results)
+    seconds = time.monotonic() - start
+    return TuneResult(Path(log_dir), preset.name, progress.trials, remeasured, seconds, results)
 
 
 def _best_us(database: TuningLog, task: ms.ExtractedTask) -> float | None:

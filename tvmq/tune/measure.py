@@ -1,0 +1,124 @@
+"""Measurements outside the search: each kernel's default schedule before it, the best
+schedules again after it.
+
+A kernel that compiles without a log gets tvmq's default schedule, and tuning's space holds it
+as one design space among MetaSchedule's (tvmq.tune.spaces); but the evolutionary search picks
+its candidates by cost model and chance, so a short run could end with only records slower
+than no log at all (8 trials left 512^3 float matmuls 5x slower than the default schedule, and
+the compile applied them). Measured first, the default schedule is in the log: the best record
+can only be as fast or faster, and the search warm-starts from it.
+
+Each candidate is measured once, and on these shared machines one measurement can be off by
+half; the fastest of hundreds is then often the luckiest, not the best (a ResNet-18 conv logged
+at 0.89 ms ran at 1.0-1.6 ms alone and lost to the default schedule). So each kernel's
+finalists (its best records and its default schedule) are measured again in interleaved
+rounds, and that measurement is the one the log keeps (tvmq.tune.log).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import tvm
+from tvm.s_tir import meta_schedule as ms
+
+from tvmq.progress import log
+from tvmq.tune.log import TuningLog
+from tvmq.tune.spaces import default_schedule
+
+FINALISTS = 3  # a kernel's best records measured again (and its default schedule)
+ROUNDS = 3
+
+
+def measure_default_schedules(
+    contexts: list[ms.TuneContext], builder: ms.builder.Builder, runner: ms.runner.Runner, database: TuningLog
+) -> int:
+    """Build and run the default schedule of every kernel that has one and whose log does not
+    hold it yet, committing each measurement to `database`. Returns how many were measured."""
+    pending = []
+    for context in contexts:
+        sch = default_schedule(context)
+        if sch is None:
+            continue
+        workload = database.commit_workload(context.mod)
+        if _record_of(database, workload, sch.trace) is None:
+            args_info = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
+            record = ms.database.TuningRecord(sch.trace, workload, None, context.target, args_info)
+            pending.append((context, record, sch.mod))
+    return _measure(pending, builder, runner, database, rounds=1, what="default schedule")
+
+
+def remeasure_finalists(
+    contexts: list[ms.TuneContext], builder: ms.builder.Builder, runner: ms.runner.Runner, database: TuningLog
+) -> int:
+    """Measure each kernel's FINALISTS best records and its default schedule's again, in ROUNDS
+    rounds over all kernels, committing the result to `database`, where it replaces the
+    earlier measurement. Kernels with a single record are left as they are. Returns how many
+    schedules were measured."""
+    pending = []
+    for context in contexts:
+        workload = database.commit_workload(context.mod)
+        finalists = database.get_top_k(workload, FINALISTS)
+        default = default_schedule(context)
+        default_record = _record_of(database, workload, default.trace) if default is not None else None
+        if default_record is not None and default_record not in finalists:
+            finalists.append(default_record)
+        if len(finalists) < 2:
+            continue
+        for record in finalists:
+            sch = tvm.s_tir.Schedule(context.mod)
+            record.trace.apply_to_schedule(sch, remove_postproc=False)
+            pending.append((context, record, sch.mod))
+    return _measure(pending, builder, runner, database, rounds=ROUNDS, what="finalist")
+
+
+def _measure(pending: list, builder, runner, database: TuningLog, rounds: int, what: str) -> int:
+    """Build each (context, record, scheduled module) of `pending`, run them all `rounds` times
+    in turn, and commit each record with the mean of its rounds as its run times."""
+    if not pending:
+        return 0
+    built = builder.build([ms.builder.BuilderInput(mod, context.target) for context, _, mod in pending])
+    runs = []
+    for (context, record, _), result in zip(pending, built):
+        if result.error_msg is None:
+            runs.append((context, record, result.artifact_path))
+        else:
+            log.warning("the %s of %s did not build: %s", what, context.task_name, result.error_msg)
+    inputs = [ms.runner.RunnerInput(path, _device(context.target), record.args_info) for context, record, path in runs]
+    rounds_secs: list[list[float] | None] = [[] for _ in runs]
+    for _ in range(rounds):
+        for index, future in enumerate(runner.run(inputs)):
+            result = future.result()
+            if rounds_secs[index] is None:
+                continue
+            if result.error_msg is not None:
+                log.warning("the %s of %s did not run: %s", what, runs[index][0].task_name, result.error_msg)
+                rounds_secs[index] = None
+            else:
+                secs = [float(s) for s in result.run_secs]
+                rounds_secs[index].append(sum(secs) / len(secs))
+    measured = 0
+    for (context, record, path), secs in zip(runs, rounds_secs):
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
+        if secs is None:
+            continue
+        database.commit_tuning_record(
+            ms.database.TuningRecord(record.trace, record.workload, secs, record.target, record.args_info)
+        )
+        log.info("tuning: %s %s measured at %.1f us", context.task_name, what, 1e6 * sum(secs) / len(secs))
+        measured += 1
+    return measured
+
+
+def _device(target: tvm.target.Target) -> str:
+    """The runner's name for the target's device ("cpu", "cuda")."""
+    return tvm.runtime.device(target.get_target_device_type()).type
+
+
+def _record_of(
+    database: TuningLog, workload: ms.database.Workload, trace: tvm.s_tir.schedule.Trace
+) -> ms.database.TuningRecord | None:
+    """The log's record of this very schedule of the workload, if it measured it."""
+    text, records = str(trace), len(database)
+    return next((r for r in database.get_top_k(workload, records) if str(r.trace) == text), None) if records else None
