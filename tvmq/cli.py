@@ -454,7 +454,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("tune", parents=[model_args], help="autotune a model's kernels for a target")
     p.add_argument("--trials", type=int, required=True, help="measurements in all (spread over the kernels)")
-    p.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop after this many minutes")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="end the search after this many minutes (the best schedules are then measured again)",
+    )
     p.add_argument("--log", type=Path, metavar="DIR", help="tuning log to add to (default tuning_logs/TARGET)")
     p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on boards registered with this RPC tracker")
     p.add_argument("--rpc-key", help="the boards' key at the tracker")
