@@ -14,10 +14,14 @@ import pytest
 import tvm
 from conftest import assert_matches_reference
 from tvm import relax
+from tvm.s_tir import meta_schedule as ms
 
 import tvmq
 from tvmq.target import load_target
-from tvmq.tune.log import RECORDS_FILE, TuningLog
+from tvmq.tune.builder import local_builder
+from tvmq.tune.log import RECORDS_FILE, TuningLog, mean_latency_us
+from tvmq.tune.measure import measure_default_schedules, remeasure_finalists
+from tvmq.tune.spaces import default_schedule
 from tvmq.tune.tasks import tuning_target
 from tvmq.tune.tuner import quiet_meta_schedule, tune_model
 
@@ -65,33 +69,61 @@ def test_tuning_measures_the_model_kernels_into_the_log(tuned_log):
     assert sum(line["latency_us"] is not None for line in lines) >= 3
 
 
-def test_every_run_measures_the_default_schedules_into_the_log_once(tuned_log, mlp):
-    """The first matmul (64 output columns) compiles without a log to tvmq's default float
-    schedule; the second's 10 columns fill no vector and softmax is no matmul, so they have none.
-    The log must hold that schedule measured, whatever the search sampled: its best record is
-    then never slower than compiling without a log. A later run finds it and measures nothing."""
-    from tvm.s_tir import meta_schedule as ms
-
+@pytest.fixture(scope="module")
+def mlp_contexts(tmp_path_factory, mlp):
+    """The MLP's kernels as tuning sees them (MetaSchedule tune contexts), and the target."""
     from tvmq.build.lower import codegen_module
-    from tvmq.tune.builder import local_builder
-    from tvmq.tune.measure import measure_default_schedules
-    from tvmq.tune.spaces import default_schedule, tune_contexts
+    from tvmq.tune.spaces import tune_contexts
     from tvmq.tune.tasks import extract_tasks
 
-    log_dir, _ = tuned_log
     preset = load_target("host")
     target = tuning_target(preset)
     tasks = extract_tasks(codegen_module(mlp.mod, preset), target)
     with quiet_meta_schedule():
-        contexts, _ = tune_contexts(tasks, str(log_dir.parent / "work"), num_threads=1, seed=0, weights_7_bit=True)
-    defaults = {c.task_name: default_schedule(c) for c in contexts}
+        work_dir = str(tmp_path_factory.mktemp("contexts"))
+        contexts, _ = tune_contexts(tasks, work_dir, num_threads=1, seed=0, weights_7_bit=True)
+    return {context.task_name: context for context in contexts}, target
+
+
+def test_every_run_measures_the_default_schedules_into_the_log_once(tuned_log, mlp_contexts):
+    """The first matmul (64 output columns) compiles without a log to tvmq's default float
+    schedule; the second's 10 columns fill no vector and softmax is no matmul, so they have none.
+    The log must hold that schedule measured, whatever the search sampled: its best record is
+    then never slower than compiling without a log. A later run finds it and measures nothing."""
+    log_dir, _ = tuned_log
+    contexts, target = mlp_contexts
+    defaults = {name: default_schedule(context) for name, context in contexts.items()}
     assert {name for name, sch in defaults.items() if sch is not None} == {"fused_matmul_add_relu"}
     database = TuningLog(log_dir, target)
-    for context in contexts:
-        if defaults[context.task_name] is not None:
-            records = database.get_top_k(database.commit_workload(context.mod), len(database))
-            assert str(defaults[context.task_name].trace) in {str(record.trace) for record in records}
-    assert measure_default_schedules(contexts, local_builder(1), ms.runner.LocalRunner(), database) == 0
+    context = contexts["fused_matmul_add_relu"]
+    records = database.get_top_k(database.commit_workload(context.mod), len(database))
+    assert str(defaults["fused_matmul_add_relu"].trace) in {str(record.trace) for record in records}
+    measured = measure_default_schedules(list(contexts.values()), local_builder(1), ms.runner.LocalRunner(), database)
+    assert measured == 0
+
+
+def test_a_lucky_record_is_measured_again_beside_the_default_schedule(tmp_path, mlp_contexts):
+    """A searched schedule of the first matmul logged at an impossible 1 ns, and the default
+    schedule at 1 ms: the end of a run measures the best record (here 1 finalist) and the default
+    schedule again, and the log then holds the times they really run in (about a microsecond)."""
+    contexts, target = mlp_contexts
+    context = contexts["fused_matmul_add_relu"]
+    database = TuningLog(tmp_path, target)
+    workload = database.commit_workload(context.mod)
+    default = default_schedule(context)
+    union = context.space_generator
+    searched = next(
+        sch
+        for sch in union.space_generators[0].generate_design_space(context.mod)
+        if all(postproc.apply(sch) for postproc in union.postprocs)
+    )
+    for sch, seconds in ((default, 1e-3), (searched, 1e-9)):
+        args = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
+        database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, [seconds], target, args))
+    measured = remeasure_finalists([context], local_builder(1), ms.runner.LocalRunner(), database, 1, rounds=2)
+    assert measured == 2
+    latencies = sorted(mean_latency_us(record) for record in database.get_top_k(workload, 5))
+    assert len(latencies) == 2 and 1e-3 < latencies[0] and latencies[1] < 1000
 
 
 def test_compiling_with_the_log_uses_the_tuned_kernels_and_reports_coverage(tmp_path, mlp, tuned_log):

@@ -42,7 +42,7 @@ def measure_default_schedules(
         if sch is None:
             continue
         workload = database.commit_workload(context.mod)
-        if _record_of(database, workload, sch.trace) is None:
+        if _with_trace(_measured(database, workload), sch.trace) is None:
             args_info = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
             record = ms.database.TuningRecord(sch.trace, workload, None, context.target, args_info)
             pending.append((context, record, sch.mod))
@@ -50,27 +50,32 @@ def measure_default_schedules(
 
 
 def remeasure_finalists(
-    contexts: list[ms.TuneContext], builder: ms.builder.Builder, runner: ms.runner.Runner, database: TuningLog
+    contexts: list[ms.TuneContext],
+    builder: ms.builder.Builder,
+    runner: ms.runner.Runner,
+    database: TuningLog,
+    finalists: int = FINALISTS,
+    rounds: int = ROUNDS,
 ) -> int:
-    """Measure each kernel's FINALISTS best records and its default schedule's again, in ROUNDS
-    rounds over all kernels, committing the result to `database`, where it replaces the
-    earlier measurement. Kernels with a single record are left as they are. Returns how many
-    schedules were measured."""
+    """Measure each kernel's `finalists` best records and its default schedule's again, in
+    `rounds` rounds over all kernels, committing the result to `database`, where it replaces
+    the earlier measurement. Kernels with a single record are left as they are. Returns how
+    many schedules were measured."""
     pending = []
     for context in contexts:
         workload = database.commit_workload(context.mod)
-        finalists = database.get_top_k(workload, FINALISTS)
+        records = list(database.get_top_k(workload, finalists))
         default = default_schedule(context)
-        default_record = _record_of(database, workload, default.trace) if default is not None else None
-        if default_record is not None and default_record not in finalists:
-            finalists.append(default_record)
-        if len(finalists) < 2:
+        default_record = _with_trace(_measured(database, workload), default.trace) if default is not None else None
+        if default_record is not None and _with_trace(records, default.trace) is None:
+            records.append(default_record)
+        if len(records) < 2:
             continue
-        for record in finalists:
+        for record in records:
             sch = tvm.s_tir.Schedule(context.mod)
             record.trace.apply_to_schedule(sch, remove_postproc=False)
             pending.append((context, record, sch.mod))
-    return _measure(pending, builder, runner, database, rounds=ROUNDS, what="finalist")
+    return _measure(pending, builder, runner, database, rounds=rounds, what="finalist")
 
 
 def _measure(pending: list, builder, runner, database: TuningLog, rounds: int, what: str) -> int:
@@ -116,9 +121,12 @@ def _device(target: tvm.target.Target) -> str:
     return tvm.runtime.device(target.get_target_device_type()).type
 
 
-def _record_of(
-    database: TuningLog, workload: ms.database.Workload, trace: tvm.s_tir.schedule.Trace
-) -> ms.database.TuningRecord | None:
-    """The log's record of this very schedule of the workload, if it measured it."""
-    text, records = str(trace), len(database)
-    return next((r for r in database.get_top_k(workload, records) if str(r.trace) == text), None) if records else None
+def _measured(database: TuningLog, workload: ms.database.Workload) -> list[ms.database.TuningRecord]:
+    """Every record of the workload that ran."""
+    return list(database.get_top_k(workload, len(database))) if len(database) else []
+
+
+def _with_trace(records: list[ms.database.TuningRecord], trace: tvm.s_tir.schedule.Trace):
+    """The record of this very schedule among `records`, or None."""
+    text = str(trace)
+    return next((record for record in records if str(record.trace) == text), None)
