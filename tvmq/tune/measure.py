@@ -12,7 +12,8 @@ Each candidate is measured once, and on these shared machines one measurement ca
 half; the fastest of hundreds is then often the luckiest, not the best (a ResNet-18 conv logged
 at 0.89 ms ran at 1.0-1.6 ms alone and lost to the default schedule). So each kernel's
 finalists (its best records and its default schedule) are measured again in interleaved
-rounds, and that measurement is the one the log keeps (tvmq.tune.log).
+rounds, and that measurement is the one the log keeps (tvmq.tune.log); while some kernel's
+best record then is one not measured again, its new finalists are.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tvmq.tune.spaces import default_schedule
 
 FINALISTS = 3  # a kernel's best records measured again (and its default schedule)
 ROUNDS = 3
+PASSES = 3  # rounds of finalists at most, while a kernel's best record was not measured again
 
 
 def measure_default_schedules(
@@ -56,26 +58,40 @@ def remeasure_finalists(
     database: TuningLog,
     finalists: int = FINALISTS,
     rounds: int = ROUNDS,
+    passes: int = PASSES,
 ) -> int:
     """Measure each kernel's `finalists` best records and its default schedule's again, in
     `rounds` rounds over all kernels, committing the result to `database`, where it replaces
-    the earlier measurement. Kernels with a single record are left as they are. Returns how
-    many schedules were measured."""
-    pending = []
-    for context in contexts:
-        workload = database.commit_workload(context.mod)
-        records = list(database.get_top_k(workload, finalists))
-        default = default_schedule(context)
-        default_record = _with_trace(_measured(database, workload), default.trace) if default is not None else None
-        if default_record is not None and _with_trace(records, default.trace) is None:
-            records.append(default_record)
-        if len(records) < 2:
-            continue
-        for record in records:
-            sch = tvm.s_tir.Schedule(context.mod)
-            record.trace.apply_to_schedule(sch, remove_postproc=False)
-            pending.append((context, record, sch.mod))
-    return _measure(pending, builder, runner, database, rounds=rounds, what="finalist")
+    the earlier measurement. Once the finalists' lucky times are gone, records that were
+    behind them may lead: up to `passes` times, kernels whose best record was not measured
+    again have their new finalists measured. Kernels with a single record are left as they
+    are. Returns how many schedules were measured."""
+    confirmed: set[tuple[str, str]] = set()  # (kernel, schedule) measured again in this call
+    measured = 0
+    for _ in range(passes):
+        pending = []
+        for context in contexts:
+            workload = database.commit_workload(context.mod)
+            records = list(database.get_top_k(workload, finalists))
+            if not records or (context.task_name, str(records[0].trace)) in confirmed:
+                continue
+            default = default_schedule(context)
+            default_record = _with_trace(_measured(database, workload), default.trace) if default else None
+            if default_record is not None and _with_trace(records, default.trace) is None:
+                records.append(default_record)
+            if len(records) < 2:
+                continue
+            for record in records:
+                key = (context.task_name, str(record.trace))
+                if key not in confirmed:
+                    confirmed.add(key)
+                    sch = tvm.s_tir.Schedule(context.mod)
+                    record.trace.apply_to_schedule(sch, remove_postproc=False)
+                    pending.append((context, record, sch.mod))
+        if not pending:
+            break
+        measured += _measure(pending, builder, runner, database, rounds=rounds, what="finalist")
+    return measured
 
 
 def _measure(pending: list, builder, runner, database: TuningLog, rounds: int, what: str) -> int:
