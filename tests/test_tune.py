@@ -106,7 +106,8 @@ def test_lucky_records_are_measured_again_beside_the_default_schedule(tmp_path, 
     """Two searched schedules of the first matmul logged at an impossible 1 and 2 ns, the default
     schedule at 1 ms. The end of a run measures the best record (1 finalist here) again with the
     default schedule; the second lucky record then leads, unconfirmed, and is measured in a
-    second pass. The log then holds the times all three really run in (about a microsecond)."""
+    second pass. The log then holds the times all three really run in (a microsecond or so, more
+    on a busy machine, where the searched ones' parallel loops wait for a core)."""
     contexts, target = mlp_contexts
     context = contexts["fused_matmul_add_relu"]
     database = TuningLog(tmp_path, target)
@@ -124,7 +125,8 @@ def test_lucky_records_are_measured_again_beside_the_default_schedule(tmp_path, 
     measured = remeasure_finalists([context], local_builder(1), ms.runner.LocalRunner(), database, 1, rounds=2)
     assert measured == 3
     latencies = [mean_latency_us(record) for record in database.get_top_k(workload, 5)]
-    assert len(latencies) == 3 and all(1e-3 < us < 1000 for us in latencies)
+    assert len(latencies) == 3 and min(latencies) > 1e-3  # no kernel runs in 1 or 2 ns
+    assert all(abs(us - 1000) > 1e-6 for us in latencies)  # the default schedule's 1 ms replaced too
 
 
 def test_compiling_with_the_log_uses_the_tuned_kernels_and_reports_coverage(tmp_path, mlp, tuned_log):
