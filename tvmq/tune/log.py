@@ -5,8 +5,8 @@
 
 A schedule measured again (tvmq.tune.measure re-measures each kernel's finalists) is appended
 once more; its latest measurement is the one that counts. Lines are appended under an exclusive
-lock (two processes can tune into one log), each with a single write; a line cut short by a killed process, or garbled by hand, is skipped with a
-warning and the log stays usable. Records carry the target they were measured on and only
+lock (two processes can tune into one log), each with a single write; a line cut short by a
+killed process, or garbled by hand, is skipped with a warning and the log stays usable. Records carry the target they were measured on and only
 records of the log's target (core count aside) are loaded (MetaSchedule's own lookup ignores
 the target).
 """
@@ -242,6 +242,14 @@ class TuningLog(ms.database.PyDatabase):
         }
         with locked(self.directory):
             append_line(self.directory / RECORDS_FILE, line)
+
+    def measured_record(
+        self, workload: ms.database.Workload, trace: tvm.s_tir.schedule.Trace
+    ) -> ms.database.TuningRecord | None:
+        """The latest record of this very schedule of the workload, if it ran."""
+        key = _schedule_key(record_as_json(ms.database.TuningRecord(trace, workload)))
+        record = self._records.get(_workload_hash(workload), {}).get(key)
+        return record if record is not None and mean_latency_us(record) is not None else None
 
     def get_top_k(self, workload: ms.database.Workload, top_k: int) -> list:
         """The workload's `top_k` fastest records that ran."""

@@ -44,7 +44,7 @@ def measure_default_schedules(
         if sch is None:
             continue
         workload = database.commit_workload(context.mod)
-        if _with_trace(_measured(database, workload), sch.trace) is None:
+        if database.measured_record(workload, sch.trace) is None:
             args_info = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
             record = ms.database.TuningRecord(sch.trace, workload, None, context.target, args_info)
             pending.append((context, record, sch.mod))
@@ -66,6 +66,7 @@ def remeasure_finalists(
     behind them may lead: up to `passes` times, kernels whose best record was not measured
     again have their new finalists measured. Kernels with a single record are left as they
     are. Returns how many schedules were measured."""
+    defaults = {context.task_name: default_schedule(context) for context in contexts}
     confirmed: set[tuple[str, str]] = set()  # (kernel, schedule) measured again in this call
     measured = 0
     for _ in range(passes):
@@ -75,9 +76,9 @@ def remeasure_finalists(
             records = list(database.get_top_k(workload, finalists))
             if not records or (context.task_name, str(records[0].trace)) in confirmed:
                 continue
-            default = default_schedule(context)
-            default_record = _with_trace(_measured(database, workload), default.trace) if default else None
-            if default_record is not None and _with_trace(records, default.trace) is None:
+            default = defaults[context.task_name]
+            default_record = database.measured_record(workload, default.trace) if default else None
+            if default_record is not None and not any(r.same_as(default_record) for r in records):
                 records.append(default_record)
             if len(records) < 2:
                 continue
@@ -135,14 +136,3 @@ def _measure(pending: list, builder, runner, database: TuningLog, rounds: int, w
 def _device(target: tvm.target.Target) -> str:
     """The runner's name for the target's device ("cpu", "cuda")."""
     return tvm.runtime.device(target.get_target_device_type()).type
-
-
-def _measured(database: TuningLog, workload: ms.database.Workload) -> list[ms.database.TuningRecord]:
-    """Every record of the workload that ran."""
-    return list(database.get_top_k(workload, len(database))) if len(database) else []
-
-
-def _with_trace(records: list[ms.database.TuningRecord], trace: tvm.s_tir.schedule.Trace):
-    """The record of this very schedule among `records`, or None."""
-    text = str(trace)
-    return next((record for record in records if str(record.trace) == text), None)

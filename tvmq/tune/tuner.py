@@ -156,7 +156,8 @@ def tune_model(
     """Tune `model`'s kernels for `target` with at most `trials` measurements (and within
     `time_budget_minutes`), adding to the tuning log in `log_dir`, whose records also seed the
     search. The default schedules are measured first, within the trials, and the best
-    schedules again at the end (tvmq.tune.measure). `runner` measures candidates elsewhere (RPC); by default on this machine."""
+    schedules again at the end (tvmq.tune.measure). `runner` measures candidates elsewhere
+    (RPC); by default on this machine."""
     if trials < 1:
         raise ValueError(f"the number of trials must be positive, got {trials}")
     preset = load_target(target)
