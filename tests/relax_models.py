@@ -1,6 +1,8 @@
 """Small Relax models and int8 operands built directly (no frontend), for tests of kernels and
 their schedules."""
 
+import re
+
 import numpy as np
 import pytest
 import tvm
@@ -42,3 +44,8 @@ def matmul(x_dtype: str, weights: np.ndarray, rows: int) -> tvm.IRModule:
             out = builder.emit_output(builder.emit(relax.op.matmul(x, relax.const(weights), out_dtype=out_dtype)))
         builder.emit_func_output(out)
     return builder.get()
+
+
+def kernels_called(executable) -> list[str]:
+    """The compiled kernels the executable's main calls, in order (VM builtins left out)."""
+    return [k for k in re.findall(r"call\s+(\w+) in:", executable.as_text()) if not k.startswith("vm.builtin")]

@@ -11,7 +11,7 @@ import numpy as np
 import onnx_models
 import pytest
 import tvm
-from relax_models import X86_PRESETS, int8_matmul_operands, matmul, skip_unless_runnable
+from relax_models import X86_PRESETS, int8_matmul_operands, kernels_called, matmul, skip_unless_runnable
 from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 
@@ -178,21 +178,20 @@ def _run_vm(executable, x: np.ndarray) -> np.ndarray:
     return vm["main"](tvm.runtime.tensor(x)).numpy()
 
 
-def _kernels_called(executable) -> list[str]:
-    return re.findall(r"call\s+(\w+) in:", executable.as_text())
-
-
-def test_compiling_with_the_log_packs_the_weights_once_and_computes_exactly(tmp_path):
+@pytest.mark.parametrize("depth, columns", [(40, 24), (38, 20)])
+def test_compiling_with_the_log_packs_the_weights_once_and_computes_exactly(tmp_path, depth, columns):
+    """Whole tiles of weights, or (38 x 20) weights the tuned kernel pads to 40 x 24 as it
+    packs them."""
     rng = np.random.default_rng(1)
-    weights = rng.integers(-64, 65, (40, 24)).astype("int8")  # 7 bits: the intrinsic is exact
+    weights = rng.integers(-64, 65, (depth, columns)).astype("int8")  # 7 bits: the intrinsic is exact
     mod = matmul("uint8", weights, 3)
     _log_with_a_tensorized_record(tmp_path, mod)
     executable, covered = build_tuned_executable(mod, load_target("x86-avx2"), tmp_path)
     assert len(covered.tuned) == 1 and not covered.untuned
-    # The packing copy was split off the kernel and folded into the constant weights: main
-    # calls the kernel alone, on prepacked weights.
-    assert [k for k in _kernels_called(executable) if not k.startswith("vm.builtin")] == ["matmul_prepacked"]
-    x = rng.integers(0, 256, (3, 40)).astype("uint8")
+    # The packing (and padding) was split off the kernel and folded into the constant weights:
+    # main calls the kernel alone, on prepacked weights.
+    assert kernels_called(executable) == ["matmul_prepacked"]
+    x = rng.integers(0, 256, (3, depth)).astype("uint8")
     np.testing.assert_array_equal(_run_vm(executable, x), x.astype(np.int32) @ weights.astype(np.int32))
 
 

@@ -10,7 +10,7 @@ import onnx_models
 import pytest
 import tvm
 import tvm_ffi
-from relax_models import X86_PRESETS, int8_matmul_operands, matmul, skip_unless_runnable
+from relax_models import X86_PRESETS, int8_matmul_operands, kernels_called, matmul, skip_unless_runnable
 from tvm import relax
 
 import tvmq
@@ -33,11 +33,13 @@ def _kernel(mod: tvm.IRModule, target) -> tvm.tirx.PrimFunc:
 @pytest.mark.parametrize("rows, depth, columns", [(7, 10, 13), (16, 64, 48), (1, 36, 40)])
 def test_an_untuned_int8_matmul_equals_numpy_on_odd_shapes(preset, rows, depth, columns):
     """Depth not a multiple of 4 and columns not a multiple of the lanes are padded; a prime
-    row count gets a tile of its own size; one row is a matrix-vector product."""
+    row count gets a tile of its own size; one row is a matrix-vector product. The weights are
+    padded and packed at compile time: main calls the kernel alone, on prepacked weights."""
     skip_unless_runnable(preset)
     saturating = intrin_for(load_target(preset).tvm_target()).saturates
     x, weights = int8_matmul_operands(rows, depth, columns, saturating, seed=rows + depth)
     executable = build_executable(matmul("uint8", weights, rows), load_target(preset))
+    assert kernels_called(executable) == ["matmul_prepacked"]
     out = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
     np.testing.assert_array_equal(out, x.astype(np.int32) @ weights.astype(np.int32))
 

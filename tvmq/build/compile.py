@@ -81,7 +81,7 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
 
     from tvmq.build.cuda import default_gpu_schedule
     from tvmq.build.float_schedule import default_float_schedule
-    from tvmq.build.int8_schedule import default_int8_schedule
+    from tvmq.build.int8_schedule import default_int8_schedule, fold_padded_weight_packing
     from tvmq.target import float_vectors
 
     gpu = target.kind.name == "cuda"  # tvmq's two target kinds: llvm and cuda
@@ -102,7 +102,11 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
     if vectors is not None:
         fuse.append(default_float_schedule(*vectors))
     if tuned or int8_intrin is not None or vectors is not None:
-        fuse += [relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()]
+        fuse += [
+            fold_padded_weight_packing(),
+            relax.transform.SplitLayoutRewritePreproc(),
+            relax.transform.FoldConstant(),
+        ]
     if gpu:
         fuse.append(default_gpu_schedule())
     return tvm.transform.Sequential([*fuse, *pipeline.dataflow_lower_passes(target), *pipeline.finalize_passes(target)])

@@ -36,6 +36,9 @@ from tvmq.quantize.graph import constant_value, is_constant
 from tvmq.target import SATURATING_INT8_DOT_ISAS, int8_dot_isa
 
 REDUCE = 4  # u8 x s8 products summed into each int32 lane
+# The annotation on every block that packs weights for an intrinsic: it keeps MetaSchedule's
+# rules off the copy, and tells the compiler which blocks it may evaluate on the constant weights.
+WEIGHT_PACKER = ("schedule_rule", "None")
 
 
 def _dot_description(lanes: int, activation: str) -> tvm.tirx.PrimFunc:
@@ -369,8 +372,9 @@ def pack_weights_for_intrin(
     says) has N and K padded to the intrinsic's lanes x 4 where needed and reads its weights
     packed, or None when the block cannot be prepared so. Unpadded weights are packed by a copy
     marked as layout-rewrite preprocessing, which the compiler folds into the constant weights;
-    padded ones are packed with their padding, in the kernel (TVM's layout rewriting takes plain
-    copies only)."""
+    padded ones are packed with their padding by a block that tuning measures in the kernel
+    (MetaSchedule's builder can take plain copies only out of it) and that the compiler folds
+    too (tvmq.build.int8_schedule.fold_padded_weight_packing)."""
     prepared = sch.copy()
     block = prepared.get_sblock(name)
     try:
@@ -386,7 +390,7 @@ def pack_weights_for_intrin(
         return None
     if not producers:  # a plain copy of the weights: folded into them at compile time
         prepared.annotate(packer, "meta_schedule.layout_rewrite_preproc", True)
-    prepared.annotate(packer, "schedule_rule", "None")
+    prepared.annotate(packer, *WEIGHT_PACKER)
     return prepared
 
 
