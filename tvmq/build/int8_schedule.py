@@ -129,14 +129,15 @@ def _mark_padded_packers(func: tvm.tirx.PrimFunc) -> tvm.tirx.PrimFunc | None:
     sch = tvm.s_tir.Schedule(tvm.IRModule({"main": func}))
     root = sch.get_sblock("root")
     local = sch.get(root).alloc_buffers
-    marked = False
-    for block in sch.get_child_blocks(root):
-        stmt = sch.get(block)
-        key, value = WEIGHT_PACKER
+    key, value = WEIGHT_PACKER
+
+    def unmarked_packer(stmt) -> bool:
         if stmt.annotations.get(key) != value or LAYOUT_REWRITE in stmt.annotations:
-            continue
-        parameter = len(stmt.reads) == 1 and not any(stmt.reads[0].source.same_as(b) for b in local)
-        if parameter and len(stmt.writes) == 1:
-            sch.annotate(block, LAYOUT_REWRITE, True)
-            marked = True
-    return sch.mod["main"] if marked else None
+            return False
+        reads_a_parameter = len(stmt.reads) == 1 and not any(stmt.reads[0].source.same_as(b) for b in local)
+        return reads_a_parameter and len(stmt.writes) == 1
+
+    packers = [block for block in sch.get_child_blocks(root) if unmarked_packer(sch.get(block))]
+    for block in packers:
+        sch.annotate(block, LAYOUT_REWRITE, True)
+    return sch.mod["main"] if packers else None

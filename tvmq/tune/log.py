@@ -6,9 +6,9 @@
 A schedule measured again (tvmq.tune.measure re-measures each kernel's finalists) is appended
 once more; its latest measurement is the one that counts. Lines are appended under an exclusive
 lock (two processes can tune into one log), each with a single write; a line cut short by a
-killed process, or garbled by hand, is skipped with a warning and the log stays usable. Records carry the target they were measured on and only
-records of the log's target (core count aside) are loaded (MetaSchedule's own lookup ignores
-the target).
+killed process, or garbled by hand, is skipped with a warning and the log stays usable.
+Records carry the target they were measured on and only records of the log's target (core
+count aside) are loaded (MetaSchedule's own lookup ignores the target).
 """
 
 from __future__ import annotations
