@@ -331,14 +331,18 @@ def residual_block(channels: int = 32) -> onnx.ModelProto:
     return make_model(nodes, [("x", TensorProto.FLOAT, shape)], [("y", TensorProto.FLOAT, shape)], initializers)
 
 
-def depthwise_block(channels: int = 32) -> onnx.ModelProto:
+def depthwise_block(channels: int = 32, stride: int = 1) -> onnx.ModelProto:
     """MobileNet's inverted-residual core: 1x1 Conv, Relu, depthwise 3x3 Conv (one group per
-    channel), Relu, 1x1 Conv."""
+    channel), Relu, 1x1 Conv. With stride 2 the depthwise Conv halves 8 x 8 with EfficientNet's
+    "same" padding (bottom and right only)."""
     rng = _rng(7)
+    pads = [1, 1, 1, 1] if stride == 1 else [0, 0, 1, 1]
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["c1"], name="expand"),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], group=channels, name="depthwise"),
+        helper.make_node(
+            "Conv", ["r1", "w2", "b2"], ["c2"], pads=pads, strides=[stride] * 2, group=channels, name="depthwise"
+        ),
         helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
         helper.make_node("Conv", ["r2", "w3"], ["y"], name="project"),
     ]
@@ -348,16 +352,20 @@ def depthwise_block(channels: int = 32) -> onnx.ModelProto:
         ("b2", rng.normal(0, 0.1, channels).astype(np.float32)),
         ("w3", rng.normal(0, 1 / np.sqrt(channels), (8, channels, 1, 1)).astype(np.float32)),
     ]
-    inputs, outputs = [("x", TensorProto.FLOAT, [1, 8, 7, 7])], [("y", TensorProto.FLOAT, [1, 8, 7, 7])]
+    size = 7 if stride == 1 else 8
+    inputs = [("x", TensorProto.FLOAT, [1, 8, size, size])]
+    outputs = [("y", TensorProto.FLOAT, [1, 8, (size - 1) // stride + 1, (size - 1) // stride + 1])]
     return make_model(nodes, inputs, outputs, initializers)
 
 
 # The convolution blocks the default kernel schedules are tested on, by test id: a 1x1 then
 # an explicit pad and a stride-2 3x3 at 32 channels (two tiles of AVX-512's 16 lanes) and at 24
-# (EfficientNet's: not whole tiles), ResNet's basic block, MobileNet's depthwise block.
+# (EfficientNet's: not whole tiles), ResNet's basic block, MobileNet's depthwise block, and
+# EfficientNet's stride-2 one (padded tile by tile).
 SCHEDULED_CONV_BLOCKS = {
     "pointwise-then-strided": lambda: pointwise_relu6_then_padded_conv(channels=32),
     "24-channels": lambda: pointwise_relu6_then_padded_conv(channels=24),
     "residual-block": residual_block,
     "depthwise-block": depthwise_block,
+    "strided-depthwise-block": lambda: depthwise_block(stride=2),
 }

@@ -91,6 +91,36 @@ def test_an_untuned_float_model_matches_onnxruntime(tmp_path, preset, model):
         np.testing.assert_allclose(actual, session.run(None, {spec.name: x})[0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        (lambda: onnx_models.depthwise_block(stride=2), ["group_conv2d_nhwc"]),
+        (onnx_models.depthwise_block, []),
+        (onnx_models.residual_block, []),
+        (lambda: onnx_models.pointwise_relu6_then_padded_conv(channels=32), []),
+    ],
+    ids=["strided-depthwise", "depthwise", "residual-block", "strided-full-conv"],
+)
+def test_only_a_strided_depthwise_convolution_pads_inside_its_tiles(model, expected):
+    """A stride-2 depthwise convolution reads windows of an input four times its output, with 9
+    multiply-adds per output: each tile pads the window it reads, inside the parallel tile loop
+    (a padded copy of the whole input took half its time). Stride-1 depthwise and full
+    convolutions keep a padding pass of their own before the tiles."""
+    target = tuning_target(load_target("x86-avx512"), 2)
+    mod = codegen_module(tvmq.load_model(model()).mod, load_target("x86-avx512"))
+    padded_per_tile = []
+    for kernel in _kernels(mod, target):
+        scheduled = schedule_float_kernel(kernel, *float_vectors(target))
+        if scheduled is None or "pad_temp" not in scheduled.script():
+            continue
+        sch = tvm.s_tir.Schedule(scheduled)
+        (conv,) = (name for name in ("conv2d_nhwc", "group_conv2d_nhwc") if f'"{name}_update"' in scheduled.script())
+        tile_loop = sch.get_loops(sch.get_sblock(f"{conv}_update"))[0]
+        if sch.get(sch.get_loops(sch.get_sblock("pad_temp"))[0]).same_as(sch.get(tile_loop)):
+            padded_per_tile.append(conv)
+    assert padded_per_tile == expected
+
+
 def test_tuning_measures_the_default_schedule_beside_the_searched_candidates():
     """So that a tuned float kernel is never slower than the one a build without a log gets:
     the default schedule is one of the design spaces, and it survives the post-processing that

@@ -44,7 +44,10 @@ def tile_float_kernel(sch: tvm.s_tir.Schedule, lanes: int, registers: int) -> tv
     rows, widths = _register_tile(tiled, name, n_iter, lanes, registers)
     try:
         packed = _pack_weights(tiled, name, n_iter, widths * lanes)
-        if tile_reduction(tiled, name, n_iter, lanes, None, (rows, widths), channels_outer=packed):
+        depthwise = not packed  # weights that do not pack are a depthwise convolution's
+        if tile_reduction(
+            tiled, name, n_iter, lanes, None, (rows, widths), channels_outer=packed, strided_pad_per_tile=depthwise
+        ):
             return tiled
     except ScheduleError:
         pass
