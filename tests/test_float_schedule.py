@@ -133,6 +133,19 @@ def test_a_convolution_without_padding_reads_its_input_where_it_lies():
     assert reads_a_copy == [(False, False), (False, False), (True, True)]
 
 
+@pytest.mark.parametrize("depth, columns, first", [(64, 64, "i0"), (1024, 512, "i1")], ids=["16KB", "2MB"])
+def test_only_weights_that_outgrow_a_core_cache_are_tiled_channels_first(depth, columns, first):
+    """A 16-row matmul's register tiles, spread across the cores: rows first (i0) where
+    the weights fit a core's L2 whatever the order, so that each core keeps whole rows of the
+    activations in its own cache; channel tiles first (i1) above 1 MB, so that a tile's weights
+    serve all rows while they are in cache."""
+    target = tuning_target(load_target("x86-avx512"), 2)
+    (task,) = extract_tasks(matmul("float32", np.ones((depth, columns), "float32"), 16), target)
+    scheduled = schedule_float_kernel(task.dispatched[0]["main"], *float_vectors(target))
+    (parallel_loop,) = re.findall(r"for (\w+) in T\.parallel", scheduled.script())
+    assert parallel_loop.startswith(first)
+
+
 def test_tuning_measures_the_default_schedule_beside_the_searched_candidates():
     """So that a tuned float kernel is never slower than the one a build without a log gets:
     the default schedule is one of the design spaces, and it survives the post-processing that

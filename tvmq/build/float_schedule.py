@@ -13,6 +13,8 @@ vectors.
 
 from __future__ import annotations
 
+import math
+
 import tvm
 from tvm.s_tir import ScheduleError
 from tvm.sym.analyzer import Analyzer
@@ -23,6 +25,13 @@ from tvmq.build.tiling import LAYOUT_REWRITE, default_schedule_pass, tile_reduct
 
 MAX_ROWS = 8  # output rows per tile
 MAX_WIDTHS = 4  # vectors of output channels per tile
+# Weights above this size are laid out and read channel tile by channel tile, each tile's
+# weights then serving all output rows while in cache (ResNet-18's last 3x3 convolutions, 9 MB:
+# 1.6x faster than row-major tiles at 2 threads). Smaller weights stay in a core's L2 (2 MB
+# here) whatever the order, and row-major tiles give each core whole output rows: the rows it
+# reads and writes stay in its own cache from one kernel to the next (EfficientNet-Lite0 at 2
+# threads 7% faster, ResNet-18 3%, no change at 1 thread).
+CHANNELS_OUTER_ABOVE = 1 << 20
 
 
 def schedule_float_kernel(func: tvm.tirx.PrimFunc, lanes: int, registers: int) -> tvm.tirx.PrimFunc | None:
@@ -43,10 +52,18 @@ def tile_float_kernel(sch: tvm.s_tir.Schedule, lanes: int, registers: int) -> tv
     tiled = sch.copy()
     rows, widths = _register_tile(tiled, name, n_iter, lanes, registers)
     try:
-        packed = _pack_weights(tiled, name, n_iter, widths * lanes)
-        depthwise = not packed  # weights that do not pack are a depthwise convolution's
+        weight_bytes = _pack_weights(tiled, name, n_iter, widths * lanes)
+        depthwise = weight_bytes == 0  # weights that do not pack are a depthwise convolution's
+        channels_outer = weight_bytes > CHANNELS_OUTER_ABOVE
         if tile_reduction(
-            tiled, name, n_iter, lanes, None, (rows, widths), channels_outer=packed, strided_pad_per_tile=depthwise
+            tiled,
+            name,
+            n_iter,
+            lanes,
+            None,
+            (rows, widths),
+            channels_outer=channels_outer,
+            strided_pad_per_tile=depthwise,
         ):
             return tiled
     except ScheduleError:
@@ -54,20 +71,20 @@ def tile_float_kernel(sch: tvm.s_tir.Schedule, lanes: int, registers: int) -> tv
     return None
 
 
-def _pack_weights(sch: tvm.s_tir.Schedule, name: str, n_iter: int, tile_channels: int) -> bool:
+def _pack_weights(sch: tvm.s_tir.Schedule, name: str, n_iter: int, tile_channels: int) -> int:
     """Lay out the weights (the operand that only the output channels N and the reduction
     index) as [N / tile_channels, other dims..., tile_channels]: the weights one tile reads are
     then one contiguous stream. The copy is marked as layout-rewrite preprocessing, which the
-    compiler folds into the constant weights. Whether there were such weights: there are none
-    where each output channel reads its own input channel (depthwise convolutions) or where
-    the operand N indexes also varies with other output iterators (a batched matmul's)."""
+    compiler folds into the constant weights. Returns the weights' size in bytes, 0 where there
+    are none: where each output channel reads its own input channel (depthwise convolutions) or
+    where the operand N indexes also varies with other output iterators (a batched matmul's)."""
     block = sch.get_sblock(name)
     stmt = sch.get(block)
     n = stmt.iter_vars[n_iter].var
     others = [iv.var for i, iv in enumerate(stmt.iter_vars) if iv.iter_type == IterVar.DataPar and i != n_iter]
     operands = [[r.min for r in region.region] for region in stmt.reads]
     if all(any(_uses(d, n) for d in dims) for dims in operands):
-        return False
+        return 0
     for index, dims in enumerate(operands):
         if not any(_uses(d, n) for d in dims) or any(_uses(d, v) for d in dims for v in others):
             continue
@@ -79,8 +96,9 @@ def _pack_weights(sch: tvm.s_tir.Schedule, name: str, n_iter: int, tile_channels
             _tiles_first(n_dim, tile_channels),
         )
         sch.annotate(packer, LAYOUT_REWRITE, True)
-        return True
-    return False
+        weights = stmt.reads[index].source
+        return math.prod(int(extent) for extent in weights.shape) * tvm.runtime.DataType(weights.dtype).bits // 8
+    return 0
 
 
 def _float_reduction(sch: tvm.s_tir.Schedule, lanes: int) -> tuple[str, int, int] | None:

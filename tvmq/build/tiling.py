@@ -30,27 +30,15 @@ def tile_reduction(
     N / (w x lanes)) reduction(...) rows r, widths w, lanes (then K's inner part), where the
     rows are the last spatial iterator but N, r and w the largest divisors of the rows and of N's
     vectors within `tile` (`channels_outer`: the N / (w x lanes) loop first instead). The
-    epilogue follows each tile. The input's padding is a parallel pass over the whole tensor,
-    or, with `strided_pad_per_tile` where the kernel reads its input with a stride, is made
-    inside each tile for the window that tile reads (see _reads_with_stride). Without K the
-    lanes loop is vectorized; with
-    K it is returned for the caller to tensorize. None if the loops do not map one to one onto
-    the block's iterators (nothing was changed then)."""
+    epilogue follows each tile, and the input's padding precedes the tiles or, for
+    `strided_pad_per_tile`, may be made inside each (_schedule_pads). Without K the lanes loop
+    is vectorized; with K it is returned for the caller to tensorize. None if the loops do not
+    map one to one onto the block's iterators (nothing was changed then)."""
     block = sch.get_sblock(name)
     iters, loops = sch.get(block).iter_vars, sch.get_loops(block)
     if len(iters) != len(loops):
         return None
-    pads = [producer for producer in sch.get_producers(block) if LAYOUT_REWRITE not in sch.get(producer).annotations]
-    # A convolution without padding still reads through TVM's pad stage, a plain copy of its
-    # whole input: inlined, it costs no pass over memory (EfficientNet's 1x1 convolutions).
-    copies = [pad for pad in pads if _plain_copy(sch.get(pad))]
-    pads = [pad for pad in pads if not _plain_copy(sch.get(pad))]
-    for copy in copies:
-        sch.compute_inline(copy)
-    pad_per_tile = strided_pad_per_tile and _reads_with_stride(sch, block, pads)
-    if not pad_per_tile:
-        for pad in pads:
-            _parallel(sch, sch.get_loops(pad))
+    pads_per_tile = _schedule_pads(sch, block, strided_pad_per_tile)
     n_outer, n_lanes = sch.split(loops[n], [None, lanes])
     kinds = [iv.iter_type for iv in iters]
     spatial = [loop for i, loop in enumerate(loops) if kinds[i] == IterVar.DataPar and i != n]
@@ -83,9 +71,8 @@ def tile_reduction(
             _parallel(sch, sch.get_loops(stage))
     tile_loop = sch.fuse(*tiles)
     sch.parallel(tile_loop)
-    if pad_per_tile:
-        for pad in pads:
-            sch.compute_at(pad, tile_loop)
+    for pad in pads_per_tile:
+        sch.compute_at(pad, tile_loop)
     if k is None:
         sch.vectorize(n_lanes)  # before the reduction's init is split off, as the primitive wants
     init = sch.decompose_reduction(block, reduction[0])
@@ -93,6 +80,27 @@ def tile_reduction(
     sch.unroll(row_inner)
     sch.unroll(n_widths)
     return n_lanes
+
+
+def _schedule_pads(
+    sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, strided_pad_per_tile: bool
+) -> list[tvm.s_tir.SBlockRV]:
+    """Schedule the stages that pad `block`'s input (weight layout rewrites aside). A plain
+    copy is inlined: a convolution without padding still reads through TVM's pad stage, a pass
+    over memory before every 1x1 convolution. A real pad is a parallel pass over the whole
+    tensor, or, with `strided_pad_per_tile` where `block` reads it with a stride
+    (_reads_with_stride), is returned for the caller to make inside each tile, for the window
+    that tile reads."""
+    stages = [stage for stage in sch.get_producers(block) if LAYOUT_REWRITE not in sch.get(stage).annotations]
+    copies = [stage for stage in stages if _plain_copy(sch.get(stage))]
+    pads = [stage for stage in stages if not _plain_copy(sch.get(stage))]
+    for copy in copies:
+        sch.compute_inline(copy)
+    if strided_pad_per_tile and _reads_with_stride(sch, block, pads):
+        return pads
+    for pad in pads:
+        _parallel(sch, sch.get_loops(pad))
+    return []
 
 
 def _plain_copy(stmt) -> bool:
