@@ -111,10 +111,11 @@ def test_only_a_strided_depthwise_convolution_pads_inside_its_tiles(model, expec
     padded_per_tile = []
     for kernel in _kernels(mod, target):
         scheduled = schedule_float_kernel(kernel, *float_vectors(target))
-        if scheduled is None or "pad_temp" not in scheduled.script():
+        script = scheduled.script() if scheduled is not None else ""
+        if "pad_temp" not in script:
             continue
         sch = tvm.s_tir.Schedule(scheduled)
-        (conv,) = (name for name in ("conv2d_nhwc", "group_conv2d_nhwc") if f'"{name}_update"' in scheduled.script())
+        (conv,) = (name for name in ("conv2d_nhwc", "group_conv2d_nhwc") if f'"{name}_update"' in script)
         tile_loop = sch.get_loops(sch.get_sblock(f"{conv}_update"))[0]
         if sch.get(sch.get_loops(sch.get_sblock("pad_temp"))[0]).same_as(sch.get(tile_loop)):
             padded_per_tile.append(conv)
@@ -128,7 +129,8 @@ def test_a_convolution_without_padding_reads_its_input_where_it_lies():
     target = tuning_target(load_target("x86-avx512"), 2)
     mod = codegen_module(tvmq.load_model(onnx_models.depthwise_block()).mod, load_target("x86-avx512"))
     scheduled = [schedule_float_kernel(kernel, *float_vectors(target)) for kernel in _kernels(mod, target)]
-    reads_a_copy = sorted(("group_conv2d" in f.script(), '"pad_temp"' in f.script()) for f in scheduled if f)
+    scripts = [func.script() for func in scheduled if func is not None]
+    reads_a_copy = sorted(("group_conv2d" in script, '"pad_temp"' in script) for script in scripts)
     # (depthwise, pads): the expand and project 1x1 convolutions, then the depthwise 3x3
     assert reads_a_copy == [(False, False), (False, False), (True, True)]
 

@@ -91,11 +91,15 @@ def _schedule_pads(
     tensor, or, with `strided_pad_per_tile` where `block` reads it with a stride
     (_reads_with_stride), is returned for the caller to make inside each tile, for the window
     that tile reads."""
-    stages = [stage for stage in sch.get_producers(block) if LAYOUT_REWRITE not in sch.get(stage).annotations]
-    copies = [stage for stage in stages if _plain_copy(sch.get(stage))]
-    pads = [stage for stage in stages if not _plain_copy(sch.get(stage))]
-    for copy in copies:
-        sch.compute_inline(copy)
+    pads = []
+    for stage in sch.get_producers(block):
+        stmt = sch.get(stage)
+        if LAYOUT_REWRITE in stmt.annotations:
+            continue
+        if _plain_copy(stmt):
+            sch.compute_inline(stage)
+        else:
+            pads.append(stage)
     if strided_pad_per_tile and _reads_with_stride(sch, block, pads):
         return pads
     for pad in pads:
