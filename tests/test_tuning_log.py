@@ -10,7 +10,7 @@ from tir_kernels import matmul
 from tvm import s_tir
 from tvm.s_tir import meta_schedule as ms
 
-from tvmq.tune.log import RECORDS_FILE, WORKLOADS_FILE, TuningLog, merge, target_key
+from tvmq.tune.log import RECORDS_FILE, WORKLOADS_FILE, TuningLog, merge, summarize, target_key
 
 HOST = tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})
 OTHER = tvm.target.Target({"kind": "llvm", "mcpu": "znver3", "num-cores": 2})
@@ -92,6 +92,26 @@ def test_a_schedule_measured_again_counts_with_its_latest_measurement(tmp_path):
     assert len(reloaded) == 2 and _best_us(reloaded) == pytest.approx(200)
     assert merge([tmp_path / "log"], tmp_path / "merged") == 2
     assert _best_us(TuningLog(tmp_path / "merged", HOST)) == pytest.approx(200)
+
+
+def test_a_record_measured_once_never_outranks_one_confirmed_beside_its_rivals(tmp_path):
+    """A searched candidate is measured once, alone; the finalists again, in interleaved rounds
+    (confirmed). A single lucky 100 us must not beat a confirmed 200 us: not in memory, not
+    reloaded, not in a pruned merge, not in the log's summary. Measured once more without
+    confirmation, the 200 us schedule loses its standing and the 100 us one leads again."""
+    log = TuningLog(tmp_path / "log", HOST)
+    log.commit_tuning_record(_record(log, 1e-4, schedule="measured once"))
+    log.commit_confirmed_record(_record(log, 2e-4, schedule="head to head"))
+    workload = log.commit_workload(tvm.IRModule({"main": matmul}))
+    assert _best_us(log) == pytest.approx(200)
+    assert 1e6 * float(log.fastest(workload, 1)[0].run_secs[0]) == pytest.approx(100)
+    assert _best_us(TuningLog(tmp_path / "log", HOST)) == pytest.approx(200)
+    assert merge([tmp_path / "log"], tmp_path / "pruned", top=1) == 1
+    assert _best_us(TuningLog(tmp_path / "pruned", HOST)) == pytest.approx(200)
+    assert [summary.best_us for summary in summarize(tmp_path / "log")] == [pytest.approx(200)]
+    log.commit_tuning_record(_record(log, 2e-4, schedule="head to head"))
+    assert _best_us(log) == pytest.approx(100)
+    assert _best_us(TuningLog(tmp_path / "log", HOST)) == pytest.approx(100)
 
 
 def test_truncated_and_corrupt_lines_are_skipped_with_a_warning(tmp_path, caplog):

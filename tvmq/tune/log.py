@@ -4,7 +4,10 @@
     tuning_logs/<target>/records.jsonl     {"hash": ..., "target": ..., "latency_us": ..., "record": <TuningRecord JSON>}
 
 A schedule measured again (tvmq.tune.measure re-measures each kernel's finalists) is appended
-once more; its latest measurement is the one that counts. Lines are appended under an exclusive
+once more; its latest measurement is the one that counts. Such a line is marked "confirmed":
+it was measured in rounds beside its kernel's other finalists, where a searched candidate was
+measured once, alone; a kernel's best record is its fastest confirmed one if it has any (one
+lucky measurement among hundreds must not beat schedules that were timed head to head). Lines are appended under an exclusive
 lock (two processes can tune into one log), each with a single write; a line cut short by a
 killed process, or garbled by hand, is skipped with a warning and the log stays usable.
 Records carry the target they were measured on and only records of the log's target (core
@@ -115,6 +118,11 @@ def mean_latency_us(record: ms.database.TuningRecord) -> float | None:
     return 1e6 * sum(seconds) / len(seconds)
 
 
+def _rank(latency_us: float, confirmed: bool) -> tuple[bool, float]:
+    """The order of a kernel's records, best first: confirmed ones first, then by latency."""
+    return (not confirmed, latency_us)
+
+
 def record_as_json(record: ms.database.TuningRecord):
     """A record as plain JSON. TuningRecord.as_json fails on traces that change a buffer's layout
     (tvmq's int8 kernels pack their weights): their index maps are written the way Trace.as_json
@@ -182,6 +190,7 @@ class TuningLog(ms.database.PyDatabase):
         self.skipped_intrin = 0
         self._workloads = ms.database.MemoryDatabase()  # finds a kernel's workload by structure
         self._records: dict[str, dict[str, ms.database.TuningRecord]] = {}  # hash -> schedule -> record
+        self._confirmed: set[tuple[str, str]] = set()  # (hash, schedule) of confirmed measurements
         register_intrinsics()  # records of tensorized kernels name them
         self._load()
 
@@ -211,11 +220,15 @@ class TuningLog(ms.database.PyDatabase):
             if intrin is not None and intrin.saturates and not self.weights_7_bit:
                 self.skipped_intrin += 1
                 continue
-            self._keep(record, line.data["record"])
+            self._keep(record, line.data["record"], bool(line.data.get("confirmed")))
 
-    def _keep(self, record: ms.database.TuningRecord, record_json) -> None:
-        by_schedule = self._records.setdefault(_workload_hash(record.workload), {})
-        by_schedule[_schedule_key(record_json)] = record
+    def _keep(self, record: ms.database.TuningRecord, record_json, confirmed: bool) -> None:
+        workload_hash, schedule = _workload_hash(record.workload), _schedule_key(record_json)
+        self._records.setdefault(workload_hash, {})[schedule] = record
+        if confirmed:
+            self._confirmed.add((workload_hash, schedule))
+        else:
+            self._confirmed.discard((workload_hash, schedule))
 
     def has_workload(self, mod: tvm.IRModule) -> bool:
         return self._workloads.has_workload(mod)
@@ -232,14 +245,23 @@ class TuningLog(ms.database.PyDatabase):
         return workload
 
     def commit_tuning_record(self, record: ms.database.TuningRecord) -> None:
+        self._commit(record, confirmed=False)
+
+    def commit_confirmed_record(self, record: ms.database.TuningRecord) -> None:
+        """Add a measurement taken beside the kernel's other finalists, in interleaved rounds."""
+        self._commit(record, confirmed=True)
+
+    def _commit(self, record: ms.database.TuningRecord, confirmed: bool) -> None:
         record_json = record_as_json(record)
-        self._keep(record, record_json)
+        self._keep(record, record_json, confirmed)
         line = {
             "hash": _workload_hash(record.workload),
             "target": target_key(record.target) if record.target is not None else self.key,
             "latency_us": mean_latency_us(record),
             "record": record_json,
         }
+        if confirmed:
+            line["confirmed"] = True
         with locked(self.directory):
             append_line(self.directory / RECORDS_FILE, line)
 
@@ -252,9 +274,22 @@ class TuningLog(ms.database.PyDatabase):
         return record if record is not None and mean_latency_us(record) is not None else None
 
     def get_top_k(self, workload: ms.database.Workload, top_k: int) -> list:
-        """The workload's `top_k` fastest records that ran."""
-        timed = [(mean_latency_us(r), r) for r in self._records.get(_workload_hash(workload), {}).values()]
-        return [record for _, record in sorted((t for t in timed if t[0] is not None), key=lambda t: t[0])[:top_k]]
+        """The workload's `top_k` best records that ran: confirmed ones first, then by latency."""
+        return self._ranked(workload, confirmed_first=True)[:top_k]
+
+    def fastest(self, workload: ms.database.Workload, count: int) -> list:
+        """The workload's `count` fastest records that ran, confirmed or not."""
+        return self._ranked(workload, confirmed_first=False)[:count]
+
+    def _ranked(self, workload: ms.database.Workload, confirmed_first: bool) -> list:
+        workload_hash = _workload_hash(workload)
+        timed = []
+        for schedule, record in self._records.get(workload_hash, {}).items():
+            latency = mean_latency_us(record)
+            if latency is not None:
+                confirmed = confirmed_first and (workload_hash, schedule) in self._confirmed
+                timed.append((_rank(latency, confirmed), record))
+        return [record for _, record in sorted(timed, key=lambda t: t[0])]
 
     def get_all_tuning_records(self) -> list:
         return [record for by_schedule in self._records.values() for record in by_schedule.values()]
@@ -265,7 +300,8 @@ class TuningLog(ms.database.PyDatabase):
 
 @dataclass(frozen=True)
 class WorkloadSummary:
-    """One tuned kernel of a log: what it computes, how often it was measured, its best time."""
+    """One tuned kernel of a log: what it computes, how often it was measured, the time of its
+    best record (the one a compile applies)."""
 
     hash: str
     blocks: str  # the kernel's compute blocks, e.g. "conv2d_nchw+T_add+T_relu"
@@ -294,23 +330,29 @@ def summarize(directory: str | os.PathLike) -> list[WorkloadSummary]:
         records.setdefault(line.data.get("hash"), []).append(line.data)
     summaries = []
     for workload_hash, lines in records.items():
-        latencies = [line["latency_us"] for line in lines if line.get("latency_us") is not None]
+        ranked = _ranked_lines(lines)
         summaries.append(
             WorkloadSummary(
                 hash=workload_hash,
                 blocks=blocks.get(workload_hash, "(workload missing)"),
                 records=len(lines),
-                best_us=min(latencies) if latencies else None,
+                best_us=ranked[0]["latency_us"] if ranked else None,
                 targets=tuple(sorted({line.get("target", "?") for line in lines})),
             )
         )
     return summaries
 
 
+def _ranked_lines(lines: list[dict]) -> list[dict]:
+    """Record lines that ran, best first (as TuningLog.get_top_k ranks them)."""
+    timed = [line for line in lines if line.get("latency_us") is not None]
+    return sorted(timed, key=lambda line: _rank(line["latency_us"], bool(line.get("confirmed"))))
+
+
 def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top: int | None = None) -> int:
     """Write the union of log folders to `destination` (replacing it whole, atomically): each
     workload once, each measured schedule once with its latest measurement (a later source's
-    counts over an earlier one's), with `top` only the best `top` records per
+    counts over an earlier one's), with `top` only the best `top` records (confirmed first) per
     workload and target, and among those the best for each of tvmq's int8 intrinsics and the
     best without one (a model with 8-bit weights cannot use the saturating ones), and only the
     workloads those records belong to. Returns the number of records written."""
@@ -329,8 +371,7 @@ def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top:
         records.setdefault(key, []).append(line.data)
     kept = []
     for group in records.values():
-        measured = sorted((r for r in group if r.get("latency_us") is not None), key=lambda r: r["latency_us"])
-        kept += measured[:top] if top else group
+        kept += _ranked_lines(group)[:top] if top else group
     if top:  # a pruned log keeps only the workloads its records need
         needed = {record.get("hash") for record in kept}
         workloads = {h: w for h, w in workloads.items() if h in needed}

@@ -11,9 +11,13 @@ can only be as fast or faster, and the search warm-starts from it.
 Each candidate is measured once, and on these shared machines one measurement can be off by
 half; the fastest of hundreds is then often the luckiest, not the best (a ResNet-18 conv logged
 at 0.89 ms ran at 1.0-1.6 ms alone and lost to the default schedule). So each kernel's
-finalists (its best records and its default schedule) are measured again in interleaved
-rounds, and that measurement is the one the log keeps (tvmq.tune.log); while some kernel's
-best record then is one not measured again, its new finalists are.
+finalists (its fastest records, the record a compile would apply and its default schedule) are
+measured again in interleaved rounds; that measurement is the one the log keeps, marked
+confirmed, and a kernel's best record is its fastest confirmed one (tvmq.tune.log). Once the
+finalists' lucky times are gone, the fastest records are other ones measured once: their turn
+comes in a further pass, a few passes at most. They never win unconfirmed: three passes left
+a ResNet-18 conv with a record measured once at 1.06 ms that ran 1.2x slower than the default
+schedule, which the re-measured rounds had put at 0.9-1.3 ms.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from tvmq.tune.spaces import default_schedule
 
 FINALISTS = 3  # a kernel's best records measured again (and its default schedule)
 ROUNDS = 3
-PASSES = 3  # rounds of finalists at most, while a kernel's best record was not measured again
+PASSES = 3  # rounds of finalists at most, while a kernel's fastest record was not measured again
 
 
 def measure_default_schedules(
@@ -48,7 +52,7 @@ def measure_default_schedules(
             args_info = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
             record = ms.database.TuningRecord(sch.trace, workload, None, context.target, args_info)
             pending.append((context, record, sch.mod))
-    return _measure(pending, builder, runner, database, rounds=1, what="default schedule")
+    return _measure(pending, builder, runner, database, rounds=1, confirmed=False, what="default schedule")
 
 
 def remeasure_finalists(
@@ -60,12 +64,12 @@ def remeasure_finalists(
     rounds: int = ROUNDS,
     passes: int = PASSES,
 ) -> int:
-    """Measure each kernel's `finalists` best records and its default schedule's again, in
-    `rounds` rounds over all kernels, committing the result to `database`, where it replaces
-    the earlier measurement. Once the finalists' lucky times are gone, records that were
-    behind them may lead: up to `passes` times, kernels whose best record was not measured
-    again have their new finalists measured. Kernels with a single record are left as they
-    are. Returns how many schedules were measured."""
+    """Measure each kernel's `finalists` fastest records, its best one (the record a compile
+    applies) and its default schedule again, in `rounds` rounds over all kernels, committing
+    the result to `database` as confirmed, where it replaces the earlier measurement. Up to
+    `passes` times, kernels whose fastest record was not measured again in this call have
+    their new finalists measured. Kernels with a single record are left as they are. Returns
+    how many schedules were measured."""
     defaults = {context.task_name: default_schedule(context) for context in contexts}
     confirmed: set[tuple[str, str]] = set()  # (kernel, schedule) measured again in this call
     measured = 0
@@ -73,13 +77,14 @@ def remeasure_finalists(
         pending = []
         for context in contexts:
             workload = database.commit_workload(context.mod)
-            records = list(database.get_top_k(workload, finalists))
+            records = database.fastest(workload, finalists)
             if not records or (context.task_name, str(records[0].trace)) in confirmed:
                 continue
             default = defaults[context.task_name]
             default_record = database.measured_record(workload, default.trace) if default else None
-            if default_record is not None and not any(r.same_as(default_record) for r in records):
-                records.append(default_record)
+            for extra in (*database.get_top_k(workload, 1), default_record):
+                if extra is not None and not any(r.same_as(extra) for r in records):
+                    records.append(extra)
             if len(records) < 2:
                 continue
             for record in records:
@@ -91,11 +96,11 @@ def remeasure_finalists(
                     pending.append((context, record, sch.mod))
         if not pending:
             break
-        measured += _measure(pending, builder, runner, database, rounds=rounds, what="finalist")
+        measured += _measure(pending, builder, runner, database, rounds=rounds, confirmed=True, what="finalist")
     return measured
 
 
-def _measure(pending: list, builder, runner, database: TuningLog, rounds: int, what: str) -> int:
+def _measure(pending: list, builder, runner, database: TuningLog, rounds: int, confirmed: bool, what: str) -> int:
     """Build each (context, record, scheduled module) of `pending`, run them all `rounds` times
     in turn, and commit each record with the mean of its rounds as its run times."""
     if not pending:
@@ -125,9 +130,8 @@ def _measure(pending: list, builder, runner, database: TuningLog, rounds: int, w
         shutil.rmtree(Path(path).parent, ignore_errors=True)
         if secs is None:
             continue
-        database.commit_tuning_record(
-            ms.database.TuningRecord(record.trace, record.workload, secs, record.target, record.args_info)
-        )
+        commit = database.commit_confirmed_record if confirmed else database.commit_tuning_record
+        commit(ms.database.TuningRecord(record.trace, record.workload, secs, record.target, record.args_info))
         log.info("tuning: %s %s measured at %.1f us", context.task_name, what, 1e6 * sum(secs) / len(secs))
         measured += 1
     return measured
