@@ -107,9 +107,9 @@ def test_lucky_records_are_measured_again_and_never_win_unconfirmed(tmp_path, ml
     schedule at 1 ms. One pass of finalists (1 finalist here) measures the fastest record again
     beside the default schedule; the 2 ns record is then the fastest, measured once, and a
     compile must still take one of the two confirmed ones. A full run measures it in its turn,
-    beside the confirmed leader and the default schedule (one schedule if the default leads). The log then holds the times all three really
-    run in (a microsecond or so, more on a busy machine, where the searched ones' parallel loops
-    wait for a core)."""
+    beside the confirmed leader and the default schedule (one schedule if the default leads).
+    The log then holds the times all three really run in (a microsecond or so, more on a busy
+    machine, where the searched ones' parallel loops wait for a core)."""
     contexts, target = mlp_contexts
     context = contexts["fused_matmul_add_relu"]
     database = TuningLog(tmp_path, target)

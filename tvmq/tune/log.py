@@ -7,11 +7,13 @@ A schedule measured again (tvmq.tune.measure re-measures each kernel's finalists
 once more; its latest measurement is the one that counts. Such a line is marked "confirmed":
 it was measured in rounds beside its kernel's other finalists, where a searched candidate was
 measured once, alone; a kernel's best record is its fastest confirmed one if it has any (one
-lucky measurement among hundreds must not beat schedules that were timed head to head). Lines are appended under an exclusive
-lock (two processes can tune into one log), each with a single write; a line cut short by a
-killed process, or garbled by hand, is skipped with a warning and the log stays usable.
-Records carry the target they were measured on and only records of the log's target (core
-count aside) are loaded (MetaSchedule's own lookup ignores the target).
+lucky measurement among hundreds must not beat schedules that were timed head to head).
+
+Lines are appended under an exclusive lock (two processes can tune into one log), each with a
+single write; a line cut short by a killed process, or garbled by hand, is skipped with a
+warning and the log stays usable. Records carry the target they were measured on and only
+records of the log's target (core count aside) are loaded (MetaSchedule's own lookup ignores
+the target).
 """
 
 from __future__ import annotations
