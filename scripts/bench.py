@@ -56,6 +56,7 @@ from bench_timing import interleaved_rounds, onnxruntime_timer, package_timer, s
 
 import tvmq
 from tvmq.files import write_atomically
+from tvmq.runtime.devices import cannot_run_here
 
 MODELS = ("example", "resnet18", "efficientnet-lite0", "minilm-l6")
 REFERENCE = "onnxruntime fp32"
@@ -181,7 +182,7 @@ def tvmq_system(precision: str, tuned: bool) -> Callable[[Case, argparse.Namespa
         log = args.logs / args.target if tuned else None
         if log is not None and not log.is_dir():
             raise Skipped(f"no tuning log at {log} (scripts/tune_shipped_logs.py makes it)")
-        reason = tvmq.load_target(args.target).cannot_run_here()
+        reason = cannot_run_here(tvmq.load_target(args.target))
         if reason:
             raise Skipped(reason)
         seconds = {}

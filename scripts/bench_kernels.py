@@ -37,6 +37,7 @@ from tune_shipped_logs import cpu_name
 import tvmq
 from tvmq.files import write_atomically
 from tvmq.quantize import quantize_model
+from tvmq.runtime.devices import cannot_run_here
 from tvmq.target import int8_dot_isa, load_target
 from tvmq.tune.tuner import tune_model
 
@@ -102,7 +103,7 @@ def build_systems(layer: str, args, workdir: Path) -> tuple[dict, dict, dict[str
     notes = {}
     model = tvmq.load_model(onnx_path)
     for target in args.targets:
-        reason = load_target(target).cannot_run_here()
+        reason = cannot_run_here(load_target(target))
         if reason:
             print(f"skipping {target}: {reason}", file=sys.stderr)
             continue

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvmq.build import compile_model
+from tvmq.compiler import compile_model
 from tvmq.runtime import load_package
 
 Timer = Callable[[], float]  # one round: the median ms of its runs

@@ -32,7 +32,7 @@ import tvmq
 from tvmq.files import write_atomically
 from tvmq.metadata import read_metadata
 from tvmq.resources import examples_dir
-from tvmq.target import cuda_device
+from tvmq.runtime.devices import cuda_device
 from tvmq.tolerance import FP16_TOLERANCE, FP32_TOLERANCE, allowed_error
 
 SAMPLES = 8
@@ -53,7 +53,7 @@ def build_packages(args, target, work: Path) -> list[tuple[Path, Path]]:
     """(CUDA package, CPU package) pairs: prebuilt, or the model in fp32 and fp16."""
     if args.package:
         return [(Path(args.package), Path(args.cpu_package))]
-    from tvmq.build.precision import to_fp16
+    from tvmq.quantize.fp16 import to_fp16
 
     shapes = dict(item.split("=", 1) for item in args.input_shape)
     shapes = {name: tuple(int(d) for d in dims.split(",")) for name, dims in shapes.items()}

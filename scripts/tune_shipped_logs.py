@@ -32,9 +32,9 @@ import bench_models
 import tvmq
 from tvmq.files import write_atomically
 from tvmq.frontend import load_model
+from tvmq.kernels.log import merge
 from tvmq.quantize import quantize_model
 from tvmq.target import load_target
-from tvmq.tune.log import merge
 from tvmq.tune.tuner import tune_model
 
 

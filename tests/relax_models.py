@@ -8,13 +8,14 @@ import pytest
 import tvm
 from tvm import relax
 
+from tvmq.runtime.devices import cannot_run_here
 from tvmq.target import load_target
 
 X86_PRESETS = ["x86-avx2", "x86-avx512", "x86-vnni"]  # one per x86 int8 intrinsic
 
 
 def skip_unless_runnable(preset: str) -> None:
-    reason = load_target(preset).cannot_run_here()
+    reason = cannot_run_here(load_target(preset))
     if reason:
         pytest.skip(reason)
 

@@ -13,7 +13,7 @@ import onnx_models
 import pytest
 
 import tvmq
-from tvmq.build.cuda import CUDA_KIND, DeviceCode, embed_device_code
+from tvmq.compiler.cuda import CUDA_KIND, DeviceCode, embed_device_code
 from tvmq.errors import BuildError
 from tvmq.resources import examples_dir
 
@@ -87,7 +87,7 @@ def test_kernels_that_dlights_matmul_rule_rejects_get_another_default_schedule(t
     did, fp32 and fp16). tvmq schedules such a kernel with the next rule that applies."""
     import tvm
 
-    from tvmq.build.lower import codegen_module
+    from tvmq.compiler import codegen_module
     from tvmq.target import load_target
 
     model = tvmq.load_model(onnx_models.pointwise_relu6_then_padded_conv())

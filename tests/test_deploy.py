@@ -71,7 +71,7 @@ def test_arm_int8_build_under_qemu_is_bit_exact_with_the_x86_build(aarch64_runne
 
 
 def test_arm_fp16_build_under_qemu_agrees_with_fp32_within_fp16_tolerance(aarch64_runner, builds, models, tmp_path):
-    from tvmq.build.precision import to_fp16
+    from tvmq.quantize.fp16 import to_fp16
 
     metadata = tvmq.compile_model(to_fp16(models["fp32"]), ARM, tmp_path / "fp16")
     assert metadata.quantization["mode"] == "fp16"
@@ -166,7 +166,7 @@ def test_fp16_takes_no_calibration_data(cli, tmp_path):
 
 
 def test_fp16_mode_refuses_an_int8_model(models):
-    from tvmq.build.precision import to_fp16
+    from tvmq.quantize.fp16 import to_fp16
 
     with pytest.raises(TvmqError, match="fp16 mode applies to a float model; this one is int8-quantized"):
         to_fp16(models["int8"])
@@ -176,7 +176,7 @@ def test_fp16_mode_keeps_relu6_bounds(tmp_path):
     """ReLU6 (Clip 0..6, as in MobileNet/EfficientNet) used to stop fp16 mode: ToMixedPrecision
     rejects clip's scalar bounds. The fp16 build must still clamp at 0 and 6: inputs scaled x100
     push most activations past both bounds."""
-    from tvmq.build.precision import to_fp16
+    from tvmq.quantize.fp16 import to_fp16
 
     model = tvmq.load_model(onnx_models.padded_relu6_convs())
     tvmq.compile_model(model, "host", tmp_path / "fp32")

@@ -1,4 +1,4 @@
-"""The default float schedule (tvmq.build.float_schedule): with no tuning log, float
+"""The default float schedule (tvmq.kernels.float_schedule): with no tuning log, float
 convolutions and matmuls on CPUs are register-tiled on the CPU's vectors and spread over its
 cores instead of compiling to TVM's scalar loops on one core; results agree with onnxruntime
 and numpy to float rounding, whatever the shapes."""
@@ -16,12 +16,12 @@ from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 
 import tvmq
-from tvmq.build.compile import build_executable
-from tvmq.build.float_schedule import schedule_float_kernel
-from tvmq.build.lower import codegen_module
+from tvmq.codegen.pipeline import build_executable
+from tvmq.compiler import codegen_module
+from tvmq.kernels.float_schedule import schedule_float_kernel
+from tvmq.kernels.spaces import cpu_space
+from tvmq.kernels.tasks import extract_tasks, tuning_target
 from tvmq.target import float_vectors, load_target
-from tvmq.tune.spaces import cpu_space
-from tvmq.tune.tasks import extract_tasks, tuning_target
 
 FLOAT_PRESETS = ["x86-avx2", "x86-avx512"]  # 8 and 16 lanes
 

@@ -16,19 +16,15 @@ from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 
 import tvmq
-from tvmq.build.compile import build_tuned_executable
+from tvmq.codegen.pipeline import build_tuned_executable
+from tvmq.kernels.intrinsics import INTRINSICS, intrin_for, record_intrin, weights_within_7_bits
+from tvmq.kernels.log import TuningLog, merge
+from tvmq.kernels.packing import tensorizable_block
+from tvmq.kernels.spaces import int8_space, tune_contexts
+from tvmq.kernels.tasks import extract_tasks, tuning_target
 from tvmq.quantize import quantize_model
+from tvmq.runtime.devices import cannot_run_here
 from tvmq.target import load_target
-from tvmq.tune.int8_kernels import (
-    INTRINSICS,
-    intrin_for,
-    record_intrin,
-    tensorizable_block,
-    weights_within_7_bits,
-)
-from tvmq.tune.log import TuningLog, merge
-from tvmq.tune.spaces import int8_space, tune_contexts
-from tvmq.tune.tasks import extract_tasks, tuning_target
 from tvmq.tune.tuner import quiet_meta_schedule
 
 X86_AVX2 = tuning_target(load_target("x86-avx2"), num_cores=2)
@@ -219,8 +215,8 @@ def test_vnni_records_apply_to_8_bit_weights_and_compute_exactly(tmp_path):
     _log_with_a_tensorized_record(tmp_path, mod, target=target)
     executable, covered = build_tuned_executable(mod, preset, tmp_path, num_cores=2)
     assert len(covered.tuned) == 1
-    if preset.cannot_run_here():
-        pytest.skip(preset.cannot_run_here())
+    if cannot_run_here(preset):
+        pytest.skip(cannot_run_here(preset))
     x = np.full((3, 40), 255, "uint8")
     np.testing.assert_array_equal(_run_vm(executable, x), x.astype(np.int32) @ weights.astype(np.int32))
 
@@ -260,7 +256,7 @@ def test_tensorized_arm_int8_model_under_qemu_equals_the_x86_build(aarch64_runne
     padded stride-2 3x3) quantized for ARM (int8 activations, 8-bit weights): compiled with a
     log of tensorized records, or without one (tvmq's default int8 schedule), and run under
     qemu, the output equals the x86 build's bit for bit."""
-    from tvmq.build.lower import codegen_module
+    from tvmq.compiler import codegen_module
     from tvmq.runtime.cpp_runner import RunnerPackage
 
     fp32 = tvmq.load_model(onnx_models.pointwise_relu6_then_padded_conv())

@@ -1,4 +1,4 @@
-"""The default int8 schedule (tvmq.build.int8_schedule): with no tuning log, every int8 matmul
+"""The default int8 schedule (tvmq.kernels.int8_schedule): with no tuning log, every int8 matmul
 and convolution that the target's dot-product intrinsic computes is tiled around it instead of
 compiling to TVM's naive loops; the results stay exact (numpy, or the plain integer kernels),
 whatever the shapes; float kernels are left alone."""
@@ -14,14 +14,14 @@ from relax_models import X86_PRESETS, int8_matmul_operands, kernels_called, matm
 from tvm import relax
 
 import tvmq
-from tvmq.build.compile import build_executable
-from tvmq.build.int8_schedule import schedule_int8_kernel
-from tvmq.build.lower import codegen_module
+from tvmq.codegen.pipeline import build_executable
+from tvmq.compiler import codegen_module
+from tvmq.kernels.int8_schedule import schedule_int8_kernel
+from tvmq.kernels.intrinsics import intrin_for
+from tvmq.kernels.spaces import int8_space
+from tvmq.kernels.tasks import extract_tasks, tuning_target
 from tvmq.quantize import quantize_model
 from tvmq.target import load_target
-from tvmq.tune.int8_kernels import intrin_for
-from tvmq.tune.spaces import int8_space
-from tvmq.tune.tasks import extract_tasks, tuning_target
 
 
 def _kernel(mod: tvm.IRModule, target) -> tvm.tirx.PrimFunc:

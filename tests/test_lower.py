@@ -6,25 +6,23 @@ import math
 import numpy as np
 import pytest
 import tvm
+from bundled_example import EXAMPLE
 from tvm import relax
 from tvm.script import ir as I
 from tvm.script import relax as R
 
-from tvmq.build.lower import (
+from tvmq.codegen.lower import (
     calibration_constants_as_parameters,
     clip_as_min_max,
-    codegen_module,
     erf_as_polynomial,
     fold_pads_into_convs,
     pad_int8_conv_channels,
 )
+from tvmq.compiler import codegen_module
 from tvmq.frontend import load_model
+from tvmq.kernels.tasks import extract_tasks, tuning_target
 from tvmq.quantize import QConfig, for_codegen, quantize_model
-from tvmq.resources import examples_dir
 from tvmq.target import load_target
-from tvmq.tune.tasks import extract_tasks, tuning_target
-
-EXAMPLE = examples_dir() / "fashion_mnist"
 
 
 def test_clip_becomes_a_maximum_and_a_minimum_of_the_same_type():

@@ -10,7 +10,7 @@ import pytest
 from conftest import tree_snapshot
 
 import tvmq
-from tvmq.build import compile_model
+from tvmq.compiler import compile_model
 from tvmq.errors import BuildError, PackageError
 from tvmq.metadata import METADATA_FILE, file_sha256
 
@@ -74,7 +74,7 @@ def test_rebuilt_package_loads_its_new_library_in_the_same_process(tmp_path, mlp
 
 
 def test_failed_build_leaves_the_existing_package_untouched(package_dir, mlp_model, monkeypatch):
-    import tvmq.build as build
+    import tvmq.compiler as compiler
 
     before = tree_snapshot(package_dir.parent)
 
@@ -82,7 +82,7 @@ def test_failed_build_leaves_the_existing_package_untouched(package_dir, mlp_mod
         path.write_bytes(b"half a library")
         raise BuildError("linker crashed")
 
-    monkeypatch.setattr(build, "export_library", failing_export)
+    monkeypatch.setattr(compiler, "export_library", failing_export)
     with pytest.raises(BuildError, match="linker crashed"):
         compile_model(mlp_model, "host", package_dir)
     assert tree_snapshot(package_dir.parent) == before  # no staging directory left behind either

@@ -4,14 +4,13 @@ import numpy as np
 import onnx_models
 import pytest
 import tvm
+from bundled_example import EXAMPLE
 from tvm import relax
 
 import tvmq
 from tvmq.errors import InputError
 from tvmq.quantize import QConfig, QuantizationError, quantize_model, realize
-from tvmq.resources import examples_dir
 
-EXAMPLE = examples_dir() / "fashion_mnist"
 HOST = tvm.target.Target({"kind": "llvm"})
 
 

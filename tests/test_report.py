@@ -8,13 +8,10 @@ import numpy as np
 import onnx
 import onnx_models
 import pytest
+from bundled_example import EXAMPLE, FP32_TOP1
 
 from tvmq.errors import InputError, PackageError
 from tvmq.report import build_report, format_report, write_chart, write_json
-from tvmq.resources import examples_dir
-
-EXAMPLE = examples_dir() / "fashion_mnist"
-BUNDLED_FP32_TOP1 = 0.946  # onnxruntime on the 500 bundled test images (examples/fashion_mnist/README.md)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +40,8 @@ def int8_vs_fp32(packages):
 
 def test_labelled_inputs_give_both_packages_top1_accuracy(int8_vs_fp32):
     assert int8_vs_fp32.samples == 500
-    assert int8_vs_fp32.baseline.accuracy == pytest.approx(BUNDLED_FP32_TOP1)
-    assert abs(int8_vs_fp32.package.accuracy - BUNDLED_FP32_TOP1) <= 0.01
+    assert int8_vs_fp32.baseline.accuracy == pytest.approx(FP32_TOP1)
+    assert abs(int8_vs_fp32.package.accuracy - FP32_TOP1) <= 0.01
 
 
 def test_int8_outputs_stay_close_to_the_fp32_baseline(int8_vs_fp32):
@@ -87,7 +84,7 @@ def test_json_holds_the_comparison_and_the_layer_errors(int8_vs_fp32, tmp_path):
     assert data["format"] == "tvmq-report/1"
     assert set(data["latency"]) == {"median_ms", "min_ms", "max_ms", "threads", "repeat", "source"}
     assert data["library_bytes"] == int8_vs_fp32.package.metadata.library.size_bytes
-    assert data["baseline"]["top1_accuracy"] == pytest.approx(BUNDLED_FP32_TOP1)
+    assert data["baseline"]["top1_accuracy"] == pytest.approx(FP32_TOP1)
     assert [row["name"] for row in data["outputs_vs_baseline"]] == ["logits"]
     assert len(data["quantization"]["error"]["layers"]) == 5
     assert data["samples"] == 500 and "test.npz" in data["inputs"]

@@ -17,12 +17,12 @@ from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 
 import tvmq
+from tvmq.kernels.log import RECORDS_FILE, TuningLog, mean_latency_us
+from tvmq.kernels.spaces import default_schedule
+from tvmq.kernels.tasks import tuning_target
 from tvmq.target import load_target
 from tvmq.tune.builder import local_builder
-from tvmq.tune.log import RECORDS_FILE, TuningLog, mean_latency_us
 from tvmq.tune.measure import measure_default_schedules, remeasure_finalists
-from tvmq.tune.spaces import default_schedule
-from tvmq.tune.tasks import tuning_target
 from tvmq.tune.tuner import quiet_meta_schedule, tune_model
 
 KERNELS = {"softmax", "fused_matmul_add_relu", "fused_matmul1_add1"}  # the MLP's three kernels
@@ -72,9 +72,9 @@ def test_tuning_measures_the_model_kernels_into_the_log(tuned_log):
 @pytest.fixture(scope="module")
 def mlp_contexts(tmp_path_factory, mlp):
     """The MLP's kernels as tuning sees them (MetaSchedule tune contexts), and the target."""
-    from tvmq.build.lower import codegen_module
-    from tvmq.tune.spaces import tune_contexts
-    from tvmq.tune.tasks import extract_tasks
+    from tvmq.compiler import codegen_module
+    from tvmq.kernels.spaces import tune_contexts
+    from tvmq.kernels.tasks import extract_tasks
 
     preset = load_target("host")
     target = tuning_target(preset)

@@ -10,7 +10,7 @@ from tir_kernels import matmul
 from tvm import s_tir
 from tvm.s_tir import meta_schedule as ms
 
-from tvmq.tune.log import RECORDS_FILE, WORKLOADS_FILE, TuningLog, merge, summarize, target_key
+from tvmq.kernels.log import RECORDS_FILE, WORKLOADS_FILE, TuningLog, merge, summarize, target_key
 
 HOST = tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})
 OTHER = tvm.target.Target({"kind": "llvm", "mcpu": "znver3", "num-cores": 2})

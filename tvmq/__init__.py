@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _API = {
     "load_model": "tvmq.frontend",
-    "compile_model": "tvmq.build",
+    "compile_model": "tvmq.compiler",
     "load_package": "tvmq.runtime",
     "Package": "tvmq.runtime",
     "load_target": "tvmq.target",

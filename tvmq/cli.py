@@ -34,6 +34,7 @@ def _target_dirs(args) -> list[Path]:
 
 
 def _cmd_targets(args) -> None:
+    from tvmq.runtime.devices import cannot_run_here
     from tvmq.target import list_presets
 
     presets = list_presets(_target_dirs(args))
@@ -42,7 +43,7 @@ def _cmd_targets(args) -> None:
         return
     width = max(len(p.name) for p in presets)
     for preset in presets:
-        reason = preset.cannot_run_here()
+        reason = cannot_run_here(preset)
         runs = "runs here" if reason is None else "cross"
         print(f"{preset.name:<{width}}  {preset.kind:<4}  {preset.arch:<7}  {runs:<9}  {preset.description}")
 
@@ -88,7 +89,7 @@ def _load_model(args):
     preset = load_target(args.target, _target_dirs(args))
     model = load_model(args.model, input_shapes=_parse_input_shapes(args.input_shape))
     if args.quantize == "fp16":
-        from tvmq.build.precision import to_fp16
+        from tvmq.quantize.fp16 import to_fp16
 
         model = to_fp16(model)
     if config is not None:
@@ -98,7 +99,7 @@ def _load_model(args):
 
 
 def _cmd_compile(args) -> None:
-    from tvmq.build import compile_model
+    from tvmq.compiler import compile_model
     from tvmq.quantize import has_qdq
 
     preset, model = _load_model(args)
@@ -128,7 +129,7 @@ def _cmd_compile(args) -> None:
 
 
 def _verify(package_dir, model, preset, quantization: dict | None) -> None:
-    from tvmq.build.precision import is_fp16
+    from tvmq.quantize.fp16 import is_fp16
     from tvmq.tolerance import FP16_TOLERANCE
     from tvmq.verify import compare_with_reference
 
@@ -152,8 +153,9 @@ def _package_to_verify(package_dir, preset):
     machine emulates; else None and why it cannot run."""
     from tvmq.runtime import load_package
     from tvmq.runtime.cpp_runner import EmulationError, RunnerPackage, toolchain
+    from tvmq.runtime.devices import cannot_run_here
 
-    reason = preset.cannot_run_here()
+    reason = cannot_run_here(preset)
     if reason is None:
         return load_package(package_dir), ""
     if preset.kind != "llvm" or preset.arch == this_machine():
@@ -240,7 +242,7 @@ def _rpc_runner(args):
 
 
 def _cmd_logs_show(args) -> None:
-    from tvmq.tune.log import summarize
+    from tvmq.kernels.log import summarize
 
     if not args.log.is_dir():
         raise UsageError(f"tuning log {args.log} does not exist")
@@ -262,7 +264,7 @@ def _short_target(key: str) -> str:
 
 
 def _cmd_logs_merge(args) -> None:
-    from tvmq.tune.log import merge
+    from tvmq.kernels.log import merge
 
     try:
         count = merge(args.logs, args.output, top=args.top)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvmq.build import compile_model
+from tvmq.compiler import compile_model
 from tvmq.frontend import load_model
 from tvmq.progress import step
 from tvmq.quantize import quantize_model

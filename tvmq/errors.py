@@ -26,6 +26,10 @@ class TargetError(TvmqError):
     """An unknown or malformed target preset."""
 
 
+class QuantizationError(TvmqError):
+    """The model or settings cannot be quantized as asked."""
+
+
 class BuildError(TvmqError):
     """Compiling or exporting the model failed."""
 

@@ -22,26 +22,6 @@ from tvmq.resources import presets_dir
 _MACHINE_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
-def cuda_device():
-    """TVM's first CUDA device. A runtime-only TVM (`TVM_USE_RUNTIME_LIB=1`, what a deployment
-    machine needs) does not load its CUDA library by itself, so load it first; without a GPU
-    driver that fails quietly and the device does not exist."""
-    import tvm
-    from tvm.base import _LOADED_LIBS
-
-    if "tvm_runtime_cuda" not in _LOADED_LIBS:
-        from tvm_ffi.libinfo import load_lib_ctypes
-
-        runtime_dir = Path(_LOADED_LIBS["tvm_runtime"]._name).resolve().parent
-        try:
-            _LOADED_LIBS["tvm_runtime_cuda"] = load_lib_ctypes(
-                package="tvm", target_name="tvm_runtime_cuda", extra_lib_paths=[runtime_dir], mode="RTLD_LOCAL"
-            )
-        except (OSError, RuntimeError):
-            pass
-    return tvm.cuda(0)
-
-
 @dataclass(frozen=True)
 class TargetPreset:
     """A TVM target plus what it takes to build for it and run its builds."""
@@ -69,19 +49,6 @@ class TargetPreset:
         import tvm
 
         return tvm.target.Target(dict(self.target))
-
-    def cannot_run_here(self) -> str | None:
-        """Why a build for this target cannot run on this machine, or None if it can."""
-        if self.arch != this_machine():
-            return f"target {self.name} is {self.arch}; this machine is {this_machine()}"
-        if self.kind == "cuda":
-            return None if cuda_device().exist else f"target {self.name} needs a CUDA GPU; none found"
-        if self.kind != "llvm":
-            return f"target {self.name} runs on {self.kind} devices, which tvmq cannot run here"
-        missing = [f for f in self.cpu_features if f not in _cpu_flags()]
-        if missing and _cpu_flags():
-            return f"this CPU lacks {', '.join(missing)} needed by target {self.name}"
-        return None
 
     def to_json(self) -> dict:
         """What a package records of its target (enough to tell where it can run)."""
@@ -165,7 +132,7 @@ def this_machine() -> str:
 
 
 @cache
-def _cpu_flags() -> frozenset[str]:
+def cpu_flags() -> frozenset[str]:
     """This CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -216,7 +183,7 @@ def _detect_host(preset: TargetPreset) -> TargetPreset:
         name=preset.name,
         description=f"{preset.description}: {target['mcpu']}, {target['num-cores']} cores",
         target=target,
-        cpu_features=tuple(f for f in _ISA_FLAGS if f in _cpu_flags()),
+        cpu_features=tuple(f for f in _ISA_FLAGS if f in cpu_flags()),
         setup=preset.setup,
         source=preset.source,
     )

@@ -7,7 +7,7 @@
     QDQ       insert quantize/dequantize pairs: the simulated model          (qdq.py)
     realize   QDQ groups -> int8 x int8 -> int32 operators, fused requantize (realize.py)
 
-`quantize_model` does the first five; `tvmq.build.compile_model` realizes (unless simulating),
+`quantize_model` does the first five; `tvmq.compiler.compile_model` realizes (unless simulating),
 which is also how pre-quantized QDQ ONNX models become integer models.
 """
 
@@ -19,13 +19,14 @@ from pathlib import Path
 
 import tvm
 
+from tvmq.errors import QuantizationError
 from tvmq.frontend.imported import ImportedModel
+from tvmq.ir import op_name, with_main
 from tvmq.progress import step
 from tvmq.quantize.annotate import QuantPlan, annotate
 from tvmq.quantize.calibrate import collect_statistics
 from tvmq.quantize.config import QConfig
 from tvmq.quantize.data import CalibrationData, load_calibration_data
-from tvmq.quantize.graph import QuantizationError, with_main
 from tvmq.quantize.observers import compute_range
 from tvmq.quantize.prepare import prepare_for_quantization
 from tvmq.quantize.qdq import insert_qdq
@@ -134,14 +135,12 @@ def _weight_bytes(plan: QuantPlan) -> dict:
 
 def for_codegen(mod: tvm.IRModule, simulate: bool = False) -> tvm.IRModule:
     """A quantized model realized into integer operators (unless simulating), a float model as
-    it is: the first step of tvmq.build.lower.codegen_module."""
+    it is: the first step of tvmq.codegen.lower.codegen_module."""
     return realize(mod) if has_qdq(mod) and not simulate else mod
 
 
 def has_qdq(mod: tvm.IRModule) -> bool:
     """True if the module holds quantize/dequantize operators (a quantized model)."""
-    from tvmq.quantize.graph import op_name
-
     found = []
     tvm.relax.analysis.post_order_visit(
         mod["main"], lambda expr: found.append(op_name(expr) in ("relax.quantize", "relax.dequantize"))

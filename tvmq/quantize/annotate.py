@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from tvm import relax
 
+from tvmq.errors import QuantizationError
+from tvmq.ir import constant_value, is_constant, op_name, scalar_value
 from tvmq.quantize.config import QConfig
-from tvmq.quantize.graph import DataflowGraph, QuantizationError, constant_value, is_constant, op_name, scalar_value
+from tvmq.quantize.dataflow import DataflowGraph
 from tvmq.quantize.prepare import channel_axis, per_channel_vector
 
 # Layers whose output keeps the input's quantization parameters: they move or select values

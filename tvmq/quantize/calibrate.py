@@ -19,9 +19,9 @@ from tvm import relax
 
 from tvmq.errors import InputError
 from tvmq.files import save_npz_atomically
+from tvmq.ir import with_main
 from tvmq.progress import Progress, log
 from tvmq.quantize.data import CalibrationData
-from tvmq.quantize.graph import with_main
 from tvmq.quantize.observers import ChannelMeanObserver, HistogramObserver
 from tvmq.tensors import TensorSpec
 

@@ -17,7 +17,8 @@ import tvm_ffi
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
-from tvmq.quantize.graph import DataflowGraph, constant_value, with_main
+from tvmq.ir import constant_value, with_main
+from tvmq.quantize.dataflow import DataflowGraph
 
 
 def channel_axis(layer: relax.Call) -> int:

@@ -14,7 +14,7 @@ from tvm import relax
 
 from tvmq.quantize.annotate import Layer, QuantPlan
 from tvmq.quantize.config import QConfig
-from tvmq.quantize.graph import DataflowGraph
+from tvmq.quantize.dataflow import DataflowGraph
 from tvmq.quantize.prepare import channel_axis
 from tvmq.quantize.qparams import QuantParams, affine_qparams, qrange
 

@@ -21,7 +21,8 @@ import tvm
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
-from tvmq.quantize.graph import constant_value, scalar_value, with_main
+from tvmq.ir import constant_value, scalar_value, with_main
+from tvmq.quantize.dataflow import DataflowGraph
 from tvmq.quantize.qparams import QuantParams, fixed_point_multiplier, qrange, with_common_shift
 
 
@@ -346,8 +347,6 @@ class RealizeConcat(_Pass):
         return relax.op.concat(parts, axis=int(matches[self.concat].attrs["axis"]))
 
     def __call__(self, func):
-        from tvmq.quantize.graph import DataflowGraph
-
         self.values = DataflowGraph(func).value
         return super().__call__(func)
 
@@ -391,8 +390,6 @@ class RealizeSharedScale(_Pass):
         return rescale(moved, params, out)
 
     def __call__(self, func):
-        from tvmq.quantize.graph import DataflowGraph
-
         self.values = DataflowGraph(func).value
         return super().__call__(func)
 

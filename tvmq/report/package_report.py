@@ -20,6 +20,7 @@ from tvmq.report.compare import (
     top1_accuracy,
 )
 from tvmq.report.latency import Latency, measure_latency, read_stored_latency
+from tvmq.runtime.devices import cannot_run_here
 from tvmq.target import TargetPreset
 
 JSON_FORMAT = "tvmq-report/1"
@@ -128,7 +129,7 @@ def _load_if_runnable(path: Path, metadata: PackageMetadata):
 
 
 def _why_not_here(metadata: PackageMetadata) -> str | None:
-    return TargetPreset.from_json(metadata.target).cannot_run_here()
+    return cannot_run_here(TargetPreset.from_json(metadata.target))
 
 
 def _evaluation_inputs(loaded, inputs: str | Path | None, random_sets: int | None) -> EvaluationInputs | None:

@@ -14,8 +14,9 @@ import numpy as np
 
 from tvmq.errors import InputError, PackageError
 from tvmq.metadata import PackageMetadata, read_metadata
+from tvmq.runtime.devices import cannot_run_here, device_for
 from tvmq.runtime.threads import num_threads, set_num_threads
-from tvmq.target import TargetPreset, cuda_device
+from tvmq.target import TargetPreset
 from tvmq.tensors import TensorSpec
 
 
@@ -118,16 +119,15 @@ class Package:
     def load(cls, path: str | os.PathLike) -> Package:
         """Load the package at `path` after checking the library's sha256 and that this machine
         can run its target."""
-        import tvm
         from tvm.runtime.vm import VirtualMachine  # the runtime's, so TVM_USE_RUNTIME_LIB=1 works
 
         path = Path(path)
         metadata = read_metadata(path)
         preset = TargetPreset.from_json(metadata.target)
-        reason = preset.cannot_run_here()
+        reason = cannot_run_here(preset)
         if reason:
             raise PackageError(f"cannot run {path} on this machine: {reason}")
-        device = cuda_device() if preset.kind == "cuda" else tvm.cpu(0)
+        device = device_for(preset)
         vm = VirtualMachine(_load_verified_library(path, metadata), device)
         return cls(path, metadata, vm, device)
 

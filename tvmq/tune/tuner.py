@@ -15,17 +15,17 @@ from pathlib import Path
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
-from tvmq.build.lower import codegen_module
+from tvmq.compiler import codegen_module
 from tvmq.frontend.imported import ImportedModel
+from tvmq.kernels.intrinsics import weights_within_7_bits
+from tvmq.kernels.log import TuningLog, mean_latency_us
+from tvmq.kernels.spaces import tune_contexts
+from tvmq.kernels.tasks import extract_tasks, tuning_target
 from tvmq.progress import log, step
 from tvmq.target import TargetPreset, available_cores, load_target
 from tvmq.tune.builder import local_builder
-from tvmq.tune.int8_kernels import weights_within_7_bits
-from tvmq.tune.intrinsics import import_tensor_intrinsics
-from tvmq.tune.log import TuningLog, mean_latency_us
 from tvmq.tune.measure import measure_default_schedules, remeasure_finalists
-from tvmq.tune.spaces import tune_contexts
-from tvmq.tune.tasks import extract_tasks, tuning_target
+from tvmq.tune.tvm_intrinsics import import_tensor_intrinsics
 
 
 @dataclass(frozen=True)

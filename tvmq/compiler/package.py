@@ -1,4 +1,4 @@
-"""Writing a deployable package directory atomically.
+"""Writing a deployable package directory: the linked library, atomically.
 
 The package is assembled in a staging directory beside the destination and renamed into place
 only once complete, so a failed build leaves an existing package exactly as it was. A directory
@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tvmq.errors import BuildError
 from tvmq.metadata import METADATA_FILE
+from tvmq.progress import step
+from tvmq.target import TargetPreset, check_compiler
 
 
 def check_replaceable(output_dir: Path) -> None:
@@ -68,3 +70,19 @@ def _swap_into_place(staging: Path, output_dir: Path) -> None:
         raise
     finally:
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def export_library(executable, path: Path, preset: TargetPreset, pack_imports=None) -> None:
+    """Write the executable as a shared library, linked by the preset's (cross) compiler;
+    `pack_imports` replaces TVM's packing of device modules (see tvmq.compiler.cuda)."""
+    import tvm.support.cc
+
+    check_compiler(preset)
+    fcompile = tvm.support.cc.cross_compiler(preset.compiler) if preset.compiler else None
+    with step(f"linking {path.name}" + (f" with {preset.compiler}" if preset.compiler else "")):
+        try:
+            # -s: no symbol tables or debug info in a deployable library (a fifth of it here).
+            extra = {"fpack_imports": pack_imports} if pack_imports else {}
+            executable.export_library(str(path), fcompile=fcompile, options=["-s"], **extra)
+        except Exception as err:
+            raise BuildError(f"exporting the library for {preset.name} failed: {err}") from err

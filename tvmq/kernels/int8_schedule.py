@@ -16,16 +16,9 @@ from __future__ import annotations
 import tvm
 from tvm.s_tir import ScheduleError
 
-from tvmq.build.tiling import LAYOUT_REWRITE, default_schedule_pass, tile_reduction
-from tvmq.tune.int8_kernels import (
-    REDUCE,
-    WEIGHT_PACKER,
-    DotIntrin,
-    pack_weights_for_intrin,
-    packing_plan,
-    register_intrinsics,
-    tensorizable_block,
-)
+from tvmq.kernels.intrinsics import REDUCE, WEIGHT_PACKER, DotIntrin, register_intrinsics
+from tvmq.kernels.packing import pack_weights_for_intrin, packing_plan, tensorizable_block
+from tvmq.kernels.tiling import LAYOUT_REWRITE, default_schedule_pass, tile_reduction
 
 # Output rows x intrinsic widths of output channels per tile: rows x widths accumulators, in
 # 32 vector registers on AVX-512 and AArch64, 16 on AVX2 (where vpmaddubsw also needs two
@@ -47,7 +40,7 @@ def schedule_int8_kernel(func: tvm.tirx.PrimFunc, intrin: DotIntrin) -> tvm.tirx
 
 def tile_int8_kernel(sch: tvm.s_tir.Schedule, intrin: DotIntrin) -> tvm.s_tir.Schedule | None:
     """A copy of `sch` (a kernel's module) with its int8 conv or matmul tiled around `intrin`,
-    or None. Tuning measures it beside the searched candidates (tvmq.tune.spaces.int8_space)."""
+    or None. Tuning measures it beside the searched candidates (tvmq.kernels.spaces.int8_space)."""
     name = tensorizable_block(sch.mod, intrin)
     if name is None:
         return None

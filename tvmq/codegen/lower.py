@@ -14,8 +14,7 @@ import tvm
 from tvm import relax, topi
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
-from tvmq.quantize import for_codegen
-from tvmq.quantize.graph import constant_value, with_main
+from tvmq.ir import constant_value, with_main
 from tvmq.target import TargetPreset, int8_dot_isa
 
 # Pooling and elementwise operators follow their input's layout.
@@ -182,12 +181,12 @@ def pad_int8_conv_channels(mod: tvm.IRModule, multiple: int = 4) -> tvm.IRModule
     return with_main(mod, rewrite_call(conv, rewrite, mod["main"]))
 
 
-def codegen_module(mod: tvm.IRModule, preset: TargetPreset, simulate: bool = False) -> tvm.IRModule:
-    """`mod` realized into integer operators (see tvmq.quantize.for_codegen), channels-last on
-    CPU targets (GPU targets keep the model's layout for TVM's GPU schedules), int8
-    convolutions padded to whole groups of 4 input channels where the target has int8 dot
-    products, with the calibration's numbers as kernel parameters."""
-    mod = clip_as_min_max(for_codegen(mod, simulate))
+def lower_for_target(mod: tvm.IRModule, preset: TargetPreset) -> tvm.IRModule:
+    """`mod` (float or integer) as code is generated from it for `preset`: channels-last on CPU
+    targets (GPU targets keep the model's layout for TVM's GPU schedules), int8 convolutions
+    padded to whole groups of 4 input channels where the target has int8 dot products, with the
+    calibration's numbers as kernel parameters."""
+    mod = clip_as_min_max(mod)
     if int8_dot_isa(preset.tvm_target()) is not None:
         mod = pad_int8_conv_channels(mod)
     if preset.kind == "llvm":

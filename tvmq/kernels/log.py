@@ -34,7 +34,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.tirx import IndexMap
 
-from tvmq.tune.int8_kernels import intrin_named_in, record_intrin, register_intrinsics
+from tvmq.kernels.intrinsics import intrin_named_in, record_intrin, register_intrinsics
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tvmq.build.lower import clip_as_min_max
+from tvmq.codegen.lower import clip_as_min_max
 from tvmq.errors import TvmqError
 from tvmq.frontend import ImportedModel
 from tvmq.quantize import has_qdq

@@ -1,5 +1,5 @@
 """The schedule float convolutions and matrix products get on CPUs when no tuning log holds one:
-register tiles of output rows by vectors of output channels (tvmq.build.tiling), each a
+register tiles of output rows by vectors of output channels (tvmq.kernels.tiling), each a
 broadcast-multiply-add over the whole reduction, with the bias and activation that follow
 fused into the tile's output loop.
 
@@ -21,7 +21,7 @@ from tvm.sym.analyzer import Analyzer
 from tvm.tirx import IterVar
 from tvm.tirx.analysis import undefined_vars
 
-from tvmq.build.tiling import LAYOUT_REWRITE, default_schedule_pass, tile_reduction
+from tvmq.kernels.tiling import LAYOUT_REWRITE, default_schedule_pass, tile_reduction
 
 MAX_ROWS = 8  # output rows per tile
 MAX_WIDTHS = 4  # vectors of output channels per tile
@@ -44,7 +44,7 @@ def schedule_float_kernel(func: tvm.tirx.PrimFunc, lanes: int, registers: int) -
 
 def tile_float_kernel(sch: tvm.s_tir.Schedule, lanes: int, registers: int) -> tvm.s_tir.Schedule | None:
     """A copy of `sch` (a kernel's module) with its float conv or matmul register-tiled, or
-    None. Tuning measures it beside the searched candidates (tvmq.tune.spaces)."""
+    None. Tuning measures it beside the searched candidates (tvmq.kernels.spaces)."""
     found = _float_reduction(sch, lanes)
     if found is None:
         return None
@@ -168,7 +168,7 @@ def _register_tile(sch: tvm.s_tir.Schedule, name: str, n_iter: int, lanes: int, 
     """(rows, vectors) of the tile with the most accumulators that fit the registers beside a
     vector of weights per width and a broadcast activation; rows divide the output's rows and
     vectors its channel vectors, so the tile has no remainder (rows: the last spatial iterator
-    but the channels, tvmq.build.tiling)."""
+    but the channels, tvmq.kernels.tiling)."""
     iters = sch.get(sch.get_sblock(name)).iter_vars
     spatial = [iv for i, iv in enumerate(iters) if iv.iter_type == IterVar.DataPar and i != n_iter]
     rows = int(spatial[-1].dom.extent)

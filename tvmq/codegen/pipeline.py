@@ -1,4 +1,5 @@
-"""Relax module -> executable -> shared library for one target."""
+"""Relax module -> executable for one target: TVM's build pipeline with tvmq's kernels, the
+default schedules (tvmq.kernels) or a tuning log's records."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 from tvmq.errors import BuildError
 from tvmq.progress import log, step
-from tvmq.target import TargetPreset, check_compiler
+from tvmq.target import TargetPreset
 
 
 def build_executable(mod, preset: TargetPreset):
@@ -29,9 +30,9 @@ def build_tuned_executable(mod, preset: TargetPreset, log_dir: Path, num_cores: 
     import tvm
     from tvm import relax
 
-    from tvmq.tune.int8_kernels import weights_within_7_bits
-    from tvmq.tune.log import TuningLog
-    from tvmq.tune.tasks import coverage, extract_tasks, tuning_target
+    from tvmq.kernels.intrinsics import weights_within_7_bits
+    from tvmq.kernels.log import TuningLog
+    from tvmq.kernels.tasks import coverage, extract_tasks, tuning_target
 
     if not Path(log_dir).is_dir():
         raise BuildError(f"tuning log {log_dir} does not exist")
@@ -59,7 +60,7 @@ def build_tuned_executable(mod, preset: TargetPreset, log_dir: Path, num_cores: 
 def _default_int8_intrin(mod, target):
     """The intrinsic the int8 kernels without a tuned schedule are built on, or None: the
     target has none, or only a vpmaddubsw one that the model's 8-bit weights would overflow."""
-    from tvmq.tune.int8_kernels import intrin_for, weights_within_7_bits
+    from tvmq.kernels.intrinsics import intrin_for, weights_within_7_bits
 
     intrin = intrin_for(target)
     return None if intrin is None or (intrin.saturates and not weights_within_7_bits(mod)) else intrin
@@ -69,8 +70,8 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
     """TVM's backend pipeline for the target, with these changes. Tuned: the log's kernels are
     swapped in for the fused functions they tuned (before any default schedule, so the functions
     still match the tuned workloads). Int8 kernels left without a schedule are tiled around
-    `int8_intrin` (tvmq.build.int8_schedule), float convolutions and matmuls on the CPU's
-    vectors (tvmq.build.float_schedule). The weight packing that tuned and int8 kernels
+    `int8_intrin` (tvmq.kernels.int8_schedule), float convolutions and matmuls on the CPU's
+    vectors (tvmq.kernels.float_schedule). The weight packing that tuned and int8 kernels
     chose (layout-rewrite blocks) is split out and evaluated on the constant weights at compile
     time, so it never runs per inference. GPU: kernels the log lacks get dlight's default
     schedules through `default_gpu_schedule`, which survives the rules that fail on some kernels."""
@@ -79,9 +80,9 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
     from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
     from tvm.relax.backend.cuda import pipeline as cuda_pipeline
 
-    from tvmq.build.cuda import default_gpu_schedule
-    from tvmq.build.float_schedule import default_float_schedule
-    from tvmq.build.int8_schedule import default_int8_schedule, fold_padded_weight_packing
+    from tvmq.kernels.float_schedule import default_float_schedule
+    from tvmq.kernels.gpu_schedule import default_gpu_schedule
+    from tvmq.kernels.int8_schedule import default_int8_schedule, fold_padded_weight_packing
     from tvmq.target import float_vectors
 
     gpu = target.kind.name == "cuda"  # tvmq's two target kinds: llvm and cuda
@@ -110,19 +111,3 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
     if gpu:
         fuse.append(default_gpu_schedule())
     return tvm.transform.Sequential([*fuse, *pipeline.dataflow_lower_passes(target), *pipeline.finalize_passes(target)])
-
-
-def export_library(executable, path: Path, preset: TargetPreset, pack_imports=None) -> None:
-    """Write the executable as a shared library, linked by the preset's (cross) compiler;
-    `pack_imports` replaces TVM's packing of device modules (see tvmq.build.cuda)."""
-    import tvm.support.cc
-
-    check_compiler(preset)
-    fcompile = tvm.support.cc.cross_compiler(preset.compiler) if preset.compiler else None
-    with step(f"linking {path.name}" + (f" with {preset.compiler}" if preset.compiler else "")):
-        try:
-            # -s: no symbol tables or debug info in a deployable library (a fifth of it here).
-            extra = {"fpack_imports": pack_imports} if pack_imports else {}
-            executable.export_library(str(path), fcompile=fcompile, options=["-s"], **extra)
-        except Exception as err:
-            raise BuildError(f"exporting the library for {preset.name} failed: {err}") from err

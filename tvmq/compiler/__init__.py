@@ -15,21 +15,28 @@ import os
 from pathlib import Path
 
 import tvmq
-from tvmq.build.compile import build_executable, build_tuned_executable, export_library
-from tvmq.build.cuda import CUDA_KIND, compile_device_code, cuda_source, pack_imports_with, with_c_identifiers
-from tvmq.build.lower import codegen_module
-from tvmq.build.package import write_package_atomically
-from tvmq.build.precision import is_fp16
+from tvmq.codegen.lower import lower_for_target
+from tvmq.codegen.pipeline import build_executable, build_tuned_executable
+from tvmq.compiler.cuda import CUDA_KIND, compile_device_code, cuda_source, pack_imports_with, with_c_identifiers
+from tvmq.compiler.package import export_library, write_package_atomically
 from tvmq.frontend import ImportedModel
 from tvmq.metadata import LIBRARY_FILE, LibraryInfo, PackageMetadata, file_sha256
 from tvmq.progress import step
-from tvmq.quantize import has_qdq
+from tvmq.quantize import for_codegen, has_qdq
+from tvmq.quantize.fp16 import is_fp16
 from tvmq.runtime.cpp_runner import copy_runner_source
 from tvmq.target import TargetPreset, check_compiler, load_target
 
-__all__ = ["compile_model"]
+__all__ = ["codegen_module", "compile_model"]
 
 RUNNER_DIR = "runner"  # the C++ runner's source and build recipe, in CPU packages
+
+
+def codegen_module(mod, preset: TargetPreset, simulate: bool = False):
+    """The module code is generated from for `preset`: a quantized `mod` realized into integer
+    operators (unless `simulate`), then lowered for the target (tvmq.codegen.lower). Tuning and
+    compiling both start here, so that the kernels tuned are exactly the kernels built."""
+    return lower_for_target(for_codegen(mod, simulate), preset)
 
 
 def tool_versions() -> dict:

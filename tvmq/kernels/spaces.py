@@ -12,23 +12,18 @@ from __future__ import annotations
 import tvm
 from tvm.s_tir import meta_schedule as ms
 
+from tvmq.kernels.float_schedule import tile_float_kernel
+from tvmq.kernels.int8_schedule import tile_int8_kernel
+from tvmq.kernels.intrinsics import DotIntrin, intrin_for, register_intrinsics
+from tvmq.kernels.packing import tensorizable_block
+from tvmq.kernels.rules import PackWeightsForIntrin, ScalarLoopsAroundIntrin
 from tvmq.target import float_vectors
-from tvmq.tune.int8_kernels import (
-    DotIntrin,
-    PackWeightsForIntrin,
-    ScalarLoopsAroundIntrin,
-    intrin_for,
-    register_intrinsics,
-    tensorizable_block,
-)
 
 
 def cpu_space(vectors: tuple[int, int] | None) -> ms.space_generator.SpaceGenerator:
     """MetaSchedule's plain LLVM search space and, beside it where the CPU has float `vectors`
-    (lanes, registers), the default float schedule (tvmq.build.float_schedule) as one more
+    (lanes, registers), the default float schedule (tvmq.kernels.float_schedule) as one more
     candidate."""
-    from tvmq.build.float_schedule import tile_float_kernel
-
     if vectors is None:
         return ms.space_generator.PostOrderApply(sch_rules="llvm", postprocs="llvm", mutator_probs="llvm")
     return _beside_default_schedule(lambda sch: tile_float_kernel(sch, *vectors), "llvm", "llvm")
@@ -37,9 +32,7 @@ def cpu_space(vectors: tuple[int, int] | None) -> ms.space_generator.SpaceGenera
 def int8_space(intrin: DotIntrin) -> ms.space_generator.SpaceGenerator:
     """MetaSchedule's LLVM rules with tiling around the intrinsic first, then the postprocessors
     that tensorize and lay the weights out for it; beside that search space, the fixed default
-    int8 schedule (tvmq.build.int8_schedule) as one more candidate."""
-    from tvmq.build.int8_schedule import tile_int8_kernel
-
+    int8 schedule (tvmq.kernels.int8_schedule) as one more candidate."""
     register_intrinsics()
     reuse_write = ms.schedule_rule.ReuseType(req="may", levels=[1, 2], scope="global")
     rules = [
