@@ -54,7 +54,8 @@ def test_the_cycle_check_finds_a_cycle_through_a_third_unit():
 # run frontend -> quantize -> codegen (kernels) -> compiler -> runtime; quantize sits above
 # codegen because calibration runs the float model as compiled code.
 LAYERS = [
-    {"errors", "resources", "tensors", "progress", "files", "tolerance", "ir"},
+    {"errors", "resources", "tensors", "progress", "tolerance", "ir", "metrics"},
+    {"files"},
     {"target", "metadata"},
     {"frontend", "runtime", "kernels"},
     {"codegen"},

@@ -1,20 +1,18 @@
 """Writing a deployable package directory: the linked library, atomically.
 
 The package is assembled in a staging directory beside the destination and renamed into place
-only once complete, so a failed build leaves an existing package exactly as it was. A directory
-that is not a tvmq package is never replaced.
+only once complete (tvmq.files), so a failed build leaves an existing package exactly as it
+was. A directory that is not a tvmq package is never replaced.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from tvmq.errors import BuildError
+from tvmq.files import directory_written_atomically
 from tvmq.metadata import METADATA_FILE
 from tvmq.progress import step
 from tvmq.target import TargetPreset, check_compiler
@@ -38,38 +36,10 @@ def write_package_atomically(output_dir: Path, fill: Callable[[Path], dict]) -> 
     then write the metadata and move the complete package to `output_dir`."""
     output_dir = Path(output_dir).absolute()
     check_replaceable(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
-    try:
-        os.chmod(staging, 0o777 & ~_current_umask())  # mkdtemp's 0700 would stick to the package
+    with directory_written_atomically(output_dir) as staging:
         metadata = fill(staging)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-        _swap_into_place(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return metadata
-
-
-def _current_umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
-def _swap_into_place(staging: Path, output_dir: Path) -> None:
-    if not output_dir.exists():
-        os.rename(staging, output_dir)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".old", dir=output_dir.parent))
-    os.rename(output_dir, retired / "package")
-    try:
-        os.rename(staging, output_dir)
-    except OSError:
-        os.rename(retired / "package", output_dir)
-        raise
-    finally:
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def export_library(executable, path: Path, preset: TargetPreset, pack_imports=None) -> None:
@@ -81,7 +51,7 @@ def export_library(executable, path: Path, preset: TargetPreset, pack_imports=No
     fcompile = tvm.support.cc.cross_compiler(preset.compiler) if preset.compiler else None
     with step(f"linking {path.name}" + (f" with {preset.compiler}" if preset.compiler else "")):
         try:
-            # -s: no symbol tables or debug info in a deployable library (a fifth of it here).
+            # -s: no symbol tables or debug info in a deployable library.
             extra = {"fpack_imports": pack_imports} if pack_imports else {}
             executable.export_library(str(path), fcompile=fcompile, options=["-s"], **extra)
         except Exception as err:

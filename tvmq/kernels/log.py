@@ -34,6 +34,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.tirx import IndexMap
 
+from tvmq.files import directory_written_atomically
 from tvmq.kernels.intrinsics import intrin_named_in, record_intrin, register_intrinsics
 
 log = logging.getLogger(__name__)
@@ -377,19 +378,8 @@ def merge(sources: list[str | os.PathLike], destination: str | os.PathLike, top:
     if top:  # a pruned log keeps only the workloads its records need
         needed = {record.get("hash") for record in kept}
         workloads = {h: w for h, w in workloads.items() if h in needed}
-    destination = Path(destination)
-    staging = destination.with_name(f".{destination.name}.merging")
-    staging.mkdir(parents=True, exist_ok=True)
-    for name, lines in ((WORKLOADS_FILE, workloads.values()), (RECORDS_FILE, kept)):
-        text = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
-        (staging / name).write_text(text)
-    if destination.exists():
-        retired = destination.with_name(f".{destination.name}.old")
-        os.rename(destination, retired)
-        os.rename(staging, destination)
-        for path in retired.iterdir():
-            path.unlink()
-        retired.rmdir()
-    else:
-        os.rename(staging, destination)
+    with directory_written_atomically(destination) as staging:
+        for name, lines in ((WORKLOADS_FILE, workloads.values()), (RECORDS_FILE, kept)):
+            text = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
+            (staging / name).write_text(text)
     return len(kept)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy", "mse")
+from tvmq.quantize.observers import RANGE_METHODS
+
+CALIBRATION_METHODS = tuple(RANGE_METHODS)
 ACTIVATION_DTYPES = ("uint8", "int8")
 
 

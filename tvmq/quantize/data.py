@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tvmq.errors import InputError
+from tvmq.files import read_npz
 from tvmq.tensors import TensorSpec
 
 
@@ -47,18 +47,6 @@ class CalibrationData:
             yield {spec.name: self.arrays[spec.name][start : start + batch].reshape(spec.shape) for spec in inputs}
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with open(path, "rb") as f:
-            data = np.load(f, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise InputError(f"calibration data {path} is not an .npz archive of arrays keyed by input name")
-            with data:
-                return {name: data[name] for name in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise InputError(f"cannot read calibration data {path}: {err}") from None
-
-
 def load_calibration_data(
     source: str | os.PathLike | dict, inputs: Sequence[TensorSpec], num_samples: int | None = None
 ) -> CalibrationData:
@@ -70,7 +58,7 @@ def load_calibration_data(
         files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
         if not files:
             raise InputError(f"calibration folder {path} holds no .npz files")
-        parts = [_read_npz(f) for f in files]
+        parts = [read_npz(f, "calibration data") for f in files]
         names = set(parts[0])
         for f, part in zip(files, parts):
             if set(part) != names:

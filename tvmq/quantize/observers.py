@@ -233,11 +233,12 @@ def expected_squared_error(obs: HistogramObserver, lo: float, hi: float, levels:
     return total / obs.count
 
 
+# Each range method as (statistics, percentile, levels) -> (lo, hi), taking what it uses.
 RANGE_METHODS = {
-    "minmax": minmax_range,
-    "percentile": percentile_range,
-    "entropy": entropy_range,
-    "mse": mse_range,
+    "minmax": lambda obs, _percentile, _levels: minmax_range(obs),
+    "percentile": lambda obs, percentile, _levels: percentile_range(obs, percentile),
+    "entropy": lambda obs, _percentile, levels: entropy_range(obs, levels),
+    "mse": lambda obs, _percentile, levels: mse_range(obs, levels),
 }
 
 
@@ -248,12 +249,7 @@ def compute_range(
     `levels` by "entropy" and "mse"."""
     if method not in RANGE_METHODS:
         raise ValueError(f"unknown range method {method!r}; expected one of {', '.join(RANGE_METHODS)}")
-    if method == "percentile":
-        lo, hi = percentile_range(obs, percentile)
-    elif method in ("entropy", "mse"):
-        lo, hi = RANGE_METHODS[method](obs, levels)
-    else:
-        lo, hi = minmax_range(obs)
+    lo, hi = RANGE_METHODS[method](obs, percentile, levels)
     return float(lo), float(hi)
 
 

@@ -10,57 +10,12 @@ Sums are accumulated batch by batch: no activations are kept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import tvm
 from tvm import relax
 
+from tvmq.metrics import ErrorSums
 from tvmq.quantize.calibrate import observation_module
-
-
-@dataclass
-class ErrorSums:
-    """Running sums for SQNR and cosine between a reference x and an approximation y."""
-
-    xx: float = 0.0
-    yy: float = 0.0
-    xy: float = 0.0
-    dd: float = 0.0
-    top1_same: int = 0
-    rows: int = 0
-
-    def add(self, x: np.ndarray, y: np.ndarray) -> None:
-        x, y = x.astype(np.float64).reshape(-1), y.astype(np.float64).reshape(-1)
-        self.xx += float(x @ x)
-        self.yy += float(y @ y)
-        self.xy += float(x @ y)
-        self.dd += float((x - y) @ (x - y))
-
-    def add_top1(self, x: np.ndarray, y: np.ndarray) -> None:
-        self.top1_same += int((x.reshape(len(x), -1).argmax(1) == y.reshape(len(y), -1).argmax(1)).sum())
-        self.rows += len(x)
-
-    @property
-    def sqnr_db(self) -> float:
-        if self.dd == 0:
-            return float("inf")
-        return float(10 * np.log10(self.xx / self.dd)) if self.xx > 0 else float("-inf")
-
-    @property
-    def cosine(self) -> float:
-        norm = np.sqrt(self.xx * self.yy)
-        return float(self.xy / norm) if norm > 0 else 1.0
-
-    def to_json(self) -> dict:
-        result = {"sqnr_db": _finite_or_none(self.sqnr_db), "cosine": self.cosine}
-        if self.rows:
-            result["top1_agreement"] = self.top1_same / self.rows
-        return result
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if np.isfinite(value) else None
 
 
 def _run_all(module: tvm.IRModule, batches, inputs) -> list[list[np.ndarray]]:
@@ -72,10 +27,6 @@ def _run_all(module: tvm.IRModule, batches, inputs) -> list[list[np.ndarray]]:
         values = vm["main"](*[tvm.runtime.tensor(batch[spec.name]) for spec in inputs])
         results.append([v.numpy() for v in values])
     return results
-
-
-def _looks_like_class_scores(array: np.ndarray) -> bool:
-    return array.ndim == 2 and array.shape[1] > 1
 
 
 def quantization_error(
@@ -95,9 +46,7 @@ def quantization_error(
         for sums, x, y in zip(layers, ref[:count], approx[:count]):
             sums.add(x, y)
         for sums, x, y in zip(outputs, ref[count:], approx[count:]):
-            sums.add(x, y)
-            if _looks_like_class_scores(x):
-                sums.add_top1(x, y)
+            sums.add_output(x, y)
     per_layer = [{"layer": name, **sums.to_json()} for name, sums in zip(layer_names, layers)]
     per_layer.sort(key=lambda row: row["sqnr_db"] if row["sqnr_db"] is not None else float("inf"))
     return {

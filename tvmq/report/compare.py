@@ -8,7 +8,6 @@ indices; the samples are fed in batches of the package's batch size.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from tvmq.errors import InputError, PackageError
-from tvmq.quantize.report import ErrorSums
+from tvmq.files import read_npz
+from tvmq.metrics import ErrorSums, looks_like_class_scores
 from tvmq.runtime import check_inputs
 from tvmq.tensors import TensorSpec
 
@@ -36,7 +36,7 @@ class EvaluationInputs:
         return sum(len(next(iter(batch.values()))) for batch in self.batches)
 
 
-def random_inputs(package, count: int) -> EvaluationInputs:
+def random_input_sets(package, count: int) -> EvaluationInputs:
     """`count` batches of random inputs (seeds 0..count-1), as `Package.random_inputs` makes them."""
     if count < 1:
         raise InputError(f"the number of random input sets must be positive, got {count}")
@@ -46,7 +46,7 @@ def random_inputs(package, count: int) -> EvaluationInputs:
 
 def load_inputs(path: str | Path, specs: tuple[TensorSpec, ...]) -> EvaluationInputs:
     """The samples stored in `path`, checked against the package's inputs and cut into batches."""
-    arrays = _read_npz(Path(path))
+    arrays = read_npz(path, "inputs")
     labels = arrays.pop(LABEL_KEY, None)
     counts = {name: len(array) if array.ndim else 0 for name, array in arrays.items()}
     if len(set(counts.values())) > 1:
@@ -71,14 +71,6 @@ def load_inputs(path: str | Path, specs: tuple[TensorSpec, ...]) -> EvaluationIn
     return EvaluationInputs(batches, labels, f"{used} samples from {path}")
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, AttributeError) as err:
-        raise InputError(f"cannot read inputs {path}: {err}") from None
-
-
 def _batches(arrays: dict[str, np.ndarray], batch: int, samples: int) -> Iterator[dict[str, np.ndarray]]:
     """Whole batches only: a package's shapes are static, so a remainder cannot run."""
     for start in range(0, samples - batch + 1, batch):
@@ -101,10 +93,6 @@ def check_same_signature(package, baseline) -> None:
             )
 
 
-def _looks_like_class_scores(array: np.ndarray) -> bool:
-    return array.ndim == 2 and array.shape[1] > 1
-
-
 def output_agreement(outputs: list[dict], baseline_outputs: list[dict]) -> list[dict]:
     """Per output: SQNR (dB) and cosine of the package's outputs to the baseline's, the largest
     absolute difference, and top-1 agreement for outputs shaped like class scores."""
@@ -113,9 +101,7 @@ def output_agreement(outputs: list[dict], baseline_outputs: list[dict]) -> list[
         sums, max_abs_diff = ErrorSums(), 0.0
         for ours, theirs in zip(outputs, baseline_outputs):
             x, y = theirs[name], ours[name]
-            sums.add(x, y)
-            if _looks_like_class_scores(x):
-                sums.add_top1(x, y)
+            sums.add_output(x, y)
             max_abs_diff = max(max_abs_diff, float(np.abs(x.astype(np.float64) - y.astype(np.float64)).max()))
         rows.append({"name": name, **sums.to_json(), "max_abs_diff": max_abs_diff})
     return rows
@@ -124,7 +110,7 @@ def output_agreement(outputs: list[dict], baseline_outputs: list[dict]) -> list[
 def top1_accuracy(outputs: list[dict], labels: np.ndarray, where: str) -> float:
     """Fraction of samples whose highest-scoring class (first class-score output) is the label."""
     first = outputs[0]
-    name = next((name for name, array in first.items() if _looks_like_class_scores(array)), None)
+    name = next((name for name, array in first.items() if looks_like_class_scores(array)), None)
     if name is None:
         shapes = ", ".join(f"{n}: {list(a.shape)}" for n, a in first.items())
         raise InputError(f"{where} has labels, but no output holds class scores [batch, classes] ({shapes})")

@@ -15,7 +15,7 @@ from tvmq.report.compare import (
     check_same_signature,
     load_inputs,
     output_agreement,
-    random_inputs,
+    random_input_sets,
     run_all,
     top1_accuracy,
 )
@@ -140,7 +140,7 @@ def _evaluation_inputs(loaded, inputs: str | Path | None, random_sets: int | Non
             raise InputError(f"inputs {inputs}: the package cannot run on this machine, so nothing would use them")
         return None
     if inputs is None:
-        return random_inputs(loaded, RANDOM_INPUT_SETS if random_sets is None else random_sets)
+        return random_input_sets(loaded, RANDOM_INPUT_SETS if random_sets is None else random_sets)
     return load_inputs(inputs, loaded.inputs)
 
 
