@@ -3,9 +3,9 @@ register tiles of output rows by vectors of output channels (tvmq.kernels.tiling
 broadcast-multiply-add over the whole reduction, with the bias and activation that follow
 fused into the tile's output loop.
 
-TVM compiles an unscheduled kernel to scalar loops on one core (a 512^3 matmul: 436 ms against
-numpy's 3); this tile brings a ResNet 3x3 convolution to about this CPU's fp32 peak on one core
-without any search, and tuning measures it beside the candidates it searches. It applies where
+TVM compiles an unscheduled kernel to scalar loops on one core; this tile gives vectorized,
+parallel code without any search, and tuning measures it beside the candidates it searches
+(benchmarks/README.md has the figures). It applies where
 the output channels are the innermost dimension of the output and of every operand that they
 index (channels-last convolutions, matmul with weights as K x N), so that each tile loads whole
 vectors.
@@ -26,11 +26,9 @@ from tvmq.kernels.tiling import LAYOUT_REWRITE, default_schedule_pass, tile_redu
 MAX_ROWS = 8  # output rows per tile
 MAX_WIDTHS = 4  # vectors of output channels per tile
 # Weights above this size are laid out and read channel tile by channel tile, each tile's
-# weights then serving all output rows while in cache (ResNet-18's last 3x3 convolutions, 9 MB:
-# 1.6x faster than row-major tiles at 2 threads). Smaller weights stay in a core's L2 (2 MB
-# here) whatever the order, and row-major tiles give each core whole output rows: the rows it
-# reads and writes stay in its own cache from one kernel to the next (EfficientNet-Lite0 at 2
-# threads 7% faster, ResNet-18 3%, no change at 1 thread).
+# weights then serving all output rows while in cache. Smaller weights stay in a core's L2
+# whatever the order, and row-major tiles give each core whole output rows, which stay in its
+# own cache from one kernel to the next.
 CHANNELS_OUTER_ABOVE = 1 << 20
 
 
@@ -173,7 +171,7 @@ def _register_tile(sch: tvm.s_tir.Schedule, name: str, n_iter: int, lanes: int, 
     spatial = [iv for i, iv in enumerate(iters) if iv.iter_type == IterVar.DataPar and i != n_iter]
     rows = int(spatial[-1].dom.extent)
     vectors = int(iters[n_iter].dom.extent) // lanes
-    budget = min(16, registers - 4)  # 16 accumulators measured best on 32 registers; AVX2: 12
+    budget = min(16, registers - 4)  # accumulators, beside a weight vector per width and a broadcast input
     fits = [
         (r * w, r, w)
         for r in range(1, MAX_ROWS + 1)

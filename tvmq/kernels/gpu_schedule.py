@@ -11,8 +11,8 @@ def default_gpu_schedule():
     """A module pass scheduling every unscheduled kernel with TVM's dlight GPU rules, first
     rule that applies wins, as TVM's own CUDA pipeline does, except that a rule which fails on a
     kernel is passed over for the next one instead of failing the build. dlight's Matmul rule
-    asserts on a 1x1 convolution fused with the padding of the next layer (two kernels of
-    EfficientNet-Lite0: conv + bias + ReLU6 + pad); a later rule schedules them."""
+    asserts on a 1x1 convolution fused with the padding of the next layer (conv + bias + ReLU6
+    + pad); a later rule schedules them."""
     rules = [dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()]
 
     @tvm.transform.module_pass(opt_level=0, name="tvmq.DefaultGpuSchedule")

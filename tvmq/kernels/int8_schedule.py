@@ -1,14 +1,13 @@
 """The schedule int8 kernels get when no tuning log holds one: the convolution or matmul tiled
-around the target's dot-product intrinsic (tvmq.tune.int8_kernels), its weights packed at
+around the target's dot-product intrinsic (tvmq.kernels.intrinsics), its weights packed at
 compile time, and the requantizing epilogue fused into the tile's output loop. Depthwise
 convolutions, which have no dot product to tensorize, get the same tiles on int32 vectors of
 channels.
 
-Without it, an int8 kernel the log lacks would compile to TVM's naive scalar loops (ResNet-18
-int8 took over 6 s a run that way). The tile is fixed rather than searched: a block of output
-rows by a few intrinsic widths of output channels, the accumulators of which fit the vector
-registers, with the reduction running inside it. Tuning may find better tiles; this one
-costs 20-100 ms per kernel to make.
+Without it, an int8 kernel the log lacks would compile to TVM's naive scalar loops. The tile is
+fixed rather than searched: a block of output rows by a few intrinsic widths of output
+channels, the accumulators of which fit the vector registers, with the reduction running
+inside it. Tuning may find better tiles; this one is made without measuring anything.
 """
 
 from __future__ import annotations
@@ -99,10 +98,9 @@ def default_int8_schedule(intrin: DotIntrin):
 def fold_padded_weight_packing():
     """A module pass marking the blocks that pad and pack an int8 kernel's weights as
     layout-rewrite preprocessing, so that the compiler evaluates them once on the constant
-    weights, as it does the plain packing copies (which are marked already). Left in the
-    kernel, they ran every inference: EfficientNet-Lite0's 1280 x 1000 classifier spent
-    1.4 ms a run packing its weights for a 0.03 ms product. Tuned kernels are marked too,
-    whichever log they came from."""
+    weights, as it does the plain packing copies (which are marked already); left in the
+    kernel, they would pack the weights again at every inference. Tuned kernels are marked
+    too, whichever log they came from."""
 
     @tvm.transform.module_pass(opt_level=0, name="tvmq.FoldPaddedWeightPacking")
     def mark(mod, _ctx):

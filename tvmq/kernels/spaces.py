@@ -124,9 +124,9 @@ def tune_contexts(
     candidates = [tensorizable_block(c.mod, intrin) is not None for c in contexts]
     if not any(candidates):
         return contexts, weights
-    # Replaying a candidate's trace costs about 10x more here than in the float space (the weight
+    # Replaying a candidate's trace costs far more here than in the float space (the weight
     # layout transform and tensorize re-simplify the kernel): a smaller, shorter evolution keeps
-    # a search round near a float one's time (90 s -> ~20 s for a ResNet-18 conv on 2 cores).
+    # a search round near a float one's time.
     search = ms.search_strategy.EvolutionarySearch(population_size=256, genetic_num_iters=2)
     space = int8_space(intrin)
     tensorized, _ = make(tasks, work_dir, space=space, strategy=search, num_threads=num_threads, seed=seed)

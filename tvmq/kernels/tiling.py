@@ -118,12 +118,10 @@ def _reads_with_stride(sch: tvm.s_tir.Schedule, block: tvm.s_tir.SBlockRV, pads:
 
     A float depthwise convolution with a stride pads per tile: it does so few multiply-adds per
     input element, on an input stride^2 times its output, that writing and re-reading a padded
-    copy of the whole input took half its time (EfficientNet-Lite0's 3x3, stride 2, on
-    112 x 112 x 96: 0.76 -> 0.41 ms alone, 1.02 -> 0.39 ms in the model; its 5x5 stride-2 one
-    0.31 -> 0.20). Measured and left as they were: stride-1 depthwise convolutions (0.8x to
-    1.2x: the windows of neighbouring tiles overlap), full convolutions (1.03x to 1.16x: they
-    reuse each padded element for all output channels) and int8 depthwise ones (0.87x to 1.35x:
-    windows of bytes copied per tile)."""
+    copy of the whole input would dominate it. Other convolutions keep the whole-tensor pad:
+    stride-1 depthwise windows of neighbouring tiles overlap, full convolutions reuse each
+    padded element for all output channels, and int8 windows are bytes copied per tile
+    (benchmarks/README.md has the measurements)."""
     stmt = sch.get(block)
     padded = [sch.get(pad).writes[0].source for pad in pads]
     spatial = [iv.var for iv in stmt.iter_vars if iv.iter_type == IterVar.DataPar]

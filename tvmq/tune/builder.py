@@ -1,8 +1,7 @@
 """The builder MetaSchedule compiles tuning candidates with.
 
-TVM's default build function imports `tvm.s_tir.tensor_intrin` first, which takes 60-110 s on
-these machines, in every fresh worker process, against a 30 s build timeout: every candidate
-timed out. tvmq's build function does the same build without that import (tvmq registers the
+TVM's default build function imports `tvm.s_tir.tensor_intrin` first, which can take longer
+than its build timeout in every fresh worker process, so every candidate times out. tvmq's build function does the same build without that import (tvmq registers the
 tensor intrinsics it uses itself). For cross targets candidates are linked into shared
 libraries by the target's cross compiler, so a board needs no compiler to run them.
 """

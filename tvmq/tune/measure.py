@@ -4,20 +4,16 @@ schedules again after it.
 A kernel that compiles without a log gets tvmq's default schedule, and tuning's space holds it
 as one design space among MetaSchedule's (tvmq.kernels.spaces); but the evolutionary search picks
 its candidates by cost model and chance, so a short run could end with only records slower
-than no log at all (8 trials left 512^3 float matmuls 5x slower than the default schedule, and
-the compile applied them). Measured first, the default schedule is in the log: the best record
-can only be as fast or faster, and the search warm-starts from it.
+than no log at all. Measured first, the default schedule is in the log: the best record can
+only be as fast or faster, and the search warm-starts from it.
 
-Each candidate is measured once, and on these shared machines one measurement can be off by
-half; the fastest of hundreds is then often the luckiest, not the best (a ResNet-18 conv logged
-at 0.89 ms ran at 1.0-1.6 ms alone and lost to the default schedule). So each kernel's
-finalists (its fastest records, the record a compile would apply and its default schedule) are
-measured again in interleaved rounds; that measurement is the one the log keeps, marked
-confirmed, and a kernel's best record is its fastest confirmed one (tvmq.kernels.log). Once the
-finalists' lucky times are gone, the fastest records are other ones measured once: their turn
-comes in a further pass, a few passes at most. They never win unconfirmed: three passes left
-a ResNet-18 conv with a record measured once at 1.06 ms that ran 1.2x slower than the default
-schedule, which the re-measured rounds had put at 0.9-1.3 ms.
+Each candidate is measured once, and on a shared machine one measurement can be far off; the
+fastest of hundreds is then often the luckiest, not the best. So each kernel's finalists (its
+fastest records, the record a compile would apply and its default schedule) are measured
+again in interleaved rounds; that measurement is the one the log keeps, marked confirmed, and
+a kernel's best record is its fastest confirmed one (tvmq.kernels.log). Once the finalists'
+lucky times are gone, the fastest records are other ones measured once: their turn comes in a
+further pass, a few passes at most, and they never win unconfirmed.
 """
 
 from __future__ import annotations

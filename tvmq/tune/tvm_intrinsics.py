@@ -2,9 +2,9 @@
 
 MetaSchedule imports `tvm.s_tir.tensor_intrin` before tuning. That registers ~250 TVMScript
 functions, and parsing each calls `inspect.stack()`, which looks up the source module of every
-frame by scanning `sys.modules`: with torch loaded (tvm_ffi imports it) that took 60-120 s here.
+frame by scanning `sys.modules`: with torch loaded (tvm_ffi imports it) that takes minutes.
 The parser only reads the frames, their locals and their current source lines, so a stack built
-from those alone gives it the same answers (~3 s).
+from those alone gives it the same answers in seconds.
 """
 
 from __future__ import annotations
