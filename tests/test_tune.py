@@ -14,6 +14,7 @@ import pytest
 import tvm
 from conftest import assert_matches_reference
 from tvm import relax
+from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 import tvmq
@@ -22,8 +23,8 @@ from tvmq.kernels.spaces import default_schedule
 from tvmq.kernels.tasks import tuning_target
 from tvmq.target import load_target
 from tvmq.tune.builder import local_builder
-from tvmq.tune.measure import measure_default_schedules, remeasure_finalists
-from tvmq.tune.tuner import quiet_meta_schedule, tune_model
+from tvmq.tune.measure import ROUNDS, measure_default_schedules, remeasure_finalists
+from tvmq.tune.tuner import batch_size, quiet_meta_schedule, tune_model
 
 KERNELS = {"softmax", "fused_matmul_add_relu", "fused_matmul1_add1"}  # the MLP's three kernels
 
@@ -155,12 +156,14 @@ def test_a_log_tuned_for_another_cpu_covers_nothing(tmp_path, mlp, tuned_log):
     assert metadata.tuning["tuned"] == [] and set(metadata.tuning["untuned"]) == KERNELS
 
 
-def test_a_spent_time_budget_ends_the_run_with_what_was_measured(tmp_path, mlp):
-    """A budget shorter than one batch: the run stops once the default schedule and the
-    first round's batches (3 trials for each of the 3 kernels) are measured, keeping all of
-    them, instead of spending all 30 trials, and returns normally."""
+def test_a_spent_time_budget_ends_the_run_with_what_was_measured(tmp_path, mlp, mlp_contexts):
+    """A budget shorter than one batch: the run stops once the default schedules and the
+    first round's batches (one batch for each kernel) are measured, keeping all of them,
+    instead of spending all 30 trials, and returns normally."""
+    contexts, _ = mlp_contexts
+    defaults = sum(default_schedule(context) is not None for context in contexts.values())
     result = tune_model(mlp, "host", tmp_path / "log", trials=30, time_budget_minutes=0.001)
-    assert result.trials == 1 + 9
+    assert result.trials == defaults + len(KERNELS) * batch_size(30 - defaults, len(KERNELS)) < 30
     assert all(task.best_us is not None for task in result.tasks)
 
 
@@ -195,7 +198,22 @@ def test_a_killed_run_leaves_a_log_the_next_run_resumes(tmp_path, mlp):
     assert len(after) >= len(before) + 3
 
 
+@derived_object
+class _CountingRunner(ms.runner.PyRunner):
+    """Passes every measurement on to `runner`, counting them."""
+
+    def __init__(self, runner):
+        super().__init__()
+        self.runner, self.inputs = runner, 0
+
+    def run(self, runner_inputs):
+        self.inputs += len(runner_inputs)
+        return self.runner.run(runner_inputs)
+
+
 def test_candidates_are_measured_over_rpc_on_loopback(tmp_path, mlp):
+    """Every measurement of the run (default schedules, search, finalists' rounds) goes to the
+    board through the tracker, and each kernel comes back with a measured time."""
     from tvm import rpc
     from tvm.rpc.tracker import Tracker
 
@@ -212,13 +230,13 @@ def test_candidates_are_measured_over_rpc_on_loopback(tmp_path, mlp):
             if "test-board" in json.dumps(summary):  # the server has registered its key
                 break
             time.sleep(0.5)
-        result = tune_model(
-            mlp, "host", tmp_path / "log", trials=3, runner=rpc_runner(f"127.0.0.1:{tracker.port}", "test-board")
-        )
+        runner = _CountingRunner(rpc_runner(f"127.0.0.1:{tracker.port}", "test-board"))
+        result = tune_model(mlp, "host", tmp_path / "log", trials=3, runner=runner)
     finally:
         server.terminate()
         tracker.terminate()
-    assert any(task.best_us is not None for task in result.tasks)
+    assert runner.inputs == result.trials + ROUNDS * result.remeasured
+    assert all(task.best_us is not None for task in result.tasks)
 
 
 def test_logs_show_and_merge_from_the_command_line(cli, tmp_path, tuned_log):
@@ -230,5 +248,8 @@ def test_logs_show_and_merge_from_the_command_line(cli, tmp_path, tuned_log):
     lines = (tmp_path / "merged" / RECORDS_FILE).read_text().splitlines()
     hashes = [json.loads(line)["hash"] for line in lines]
     assert len(hashes) == len(set(hashes))  # duplicates dropped, one best record per kernel
-    missing = cli("compile", "x.onnx", "-t", "host", "-o", tmp_path / "o", "--tuning-log", tmp_path / "nolog")
-    assert missing.code != 0
+    model = tmp_path / "mlp.onnx"
+    onnx.save(onnx_models.mlp(), model)
+    missing = cli("compile", model, "-t", "host", "-o", tmp_path / "o", "--tuning-log", tmp_path / "nolog")
+    assert missing.code == 1 and f"tuning log {tmp_path / 'nolog'} does not exist" in missing.err
+    assert not (tmp_path / "o").exists()

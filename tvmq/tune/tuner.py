@@ -106,7 +106,7 @@ def _others_pending(task_scheduler, task_id: int) -> bool:
     )
 
 
-def _batch_size(trials: int, kernels: int) -> int:
+def batch_size(trials: int, kernels: int) -> int:
     """Candidates measured per kernel per round. MetaSchedule's first round gives every kernel
     one batch before any result comes back (nothing reaches the log or the progress until that
     round ends), and later rounds go where the model spends time once the cost model has
@@ -187,7 +187,7 @@ def tune_model(
                     task_weights=weights,
                     work_dir=work_dir,
                     max_trials_global=search_trials,
-                    num_trials_per_iter=_batch_size(search_trials, len(tasks)),
+                    num_trials_per_iter=batch_size(search_trials, len(tasks)),
                     builder=builder,
                     runner=runner,
                     database=database,
