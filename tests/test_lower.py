@@ -12,11 +12,11 @@ from tvm.script import ir as I
 from tvm.script import relax as R
 
 from tvmq.codegen.lower import (
-    calibration_constants_as_parameters,
-    clip_as_min_max,
+    CalibrationConstantsAsParameters,
+    ClipAsMinMax,
+    FoldPadIntoConv,
+    PadInt8ConvChannels,
     erf_as_polynomial,
-    fold_pads_into_convs,
-    pad_int8_conv_channels,
 )
 from tvmq.compiler import codegen_module
 from tvmq.frontend import load_model
@@ -45,7 +45,7 @@ def test_clip_becomes_a_maximum_and_a_minimum_of_the_same_type():
                 R.output(y)
             return y
 
-    tvm.ir.assert_structural_equal(relax.transform.Normalize()(clip_as_min_max(Before)), Expected)
+    tvm.ir.assert_structural_equal(relax.transform.Normalize()(ClipAsMinMax()(Before)), Expected)
 
 
 def _padded_conv(pad_value: float, dtype: str, second_axes=(0, 2, 3, 1)) -> tvm.IRModule:
@@ -81,7 +81,7 @@ def test_a_zero_pad_before_a_float_convolution_becomes_its_padding():
                 R.output(y)
             return y
 
-    folded = relax.transform.DeadCodeElimination()(fold_pads_into_convs(_padded_conv(0.0, "float32")))
+    folded = relax.transform.DeadCodeElimination()(FoldPadIntoConv()(_padded_conv(0.0, "float32")))
     tvm.ir.assert_structural_equal(folded, Expected, map_free_vars=True)
 
 
@@ -95,7 +95,7 @@ def test_a_zero_pad_before_a_float_convolution_becomes_its_padding():
 )
 def test_other_pads_stay(pad_value, dtype, second_axes):
     before = _padded_conv(pad_value, dtype, second_axes)
-    tvm.ir.assert_structural_equal(fold_pads_into_convs(before), before)
+    tvm.ir.assert_structural_equal(FoldPadIntoConv()(before), before)
 
 
 def test_float_erf_becomes_a_polynomial_within_4e_7_of_erf():
@@ -138,7 +138,7 @@ def test_integer_scalars_become_one_element_tensors_of_the_operand_rank_and_floa
                 R.output(y, g)
             return (y, g)
 
-    tvm.ir.assert_structural_equal(relax.transform.Normalize()(calibration_constants_as_parameters(Before)), Expected)
+    tvm.ir.assert_structural_equal(relax.transform.Normalize()(CalibrationConstantsAsParameters()(Before)), Expected)
 
 
 def _example(calibration_images: int | None = None, brightness: float = 1.0):
@@ -203,7 +203,7 @@ def test_int8_convolutions_get_whole_groups_of_4_input_channels_and_the_same_res
                 R.output(y)
             return y
 
-    padded = pad_int8_conv_channels(Stem)
+    padded = PadInt8ConvChannels()(Stem)
     (conv,) = [b.value for b in padded["main"].body.blocks[0].bindings if "conv2d" in str(b.value.op)]
     weights = conv.args[1].value.numpy()
     assert weights.shape == (8, 4, 3, 3)

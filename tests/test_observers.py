@@ -5,6 +5,7 @@ import pytest
 
 from tvmq.quantize.observers import (
     RANGE_METHODS,
+    ChannelMeanObserver,
     HistogramObserver,
     compute_range,
     entropy_range,
@@ -206,3 +207,13 @@ def test_the_histogram_estimates_the_squared_error_of_quantizing_the_samples(lap
     # So the range mse_range picks quantizes the real samples better than min/max does.
     chosen = sampled_squared_error(laplace, *mse_range(obs, 127), 127)
     assert chosen < 0.9 * sampled_squared_error(laplace, -top, top, 127)
+
+
+def test_channel_means_are_streamed_along_the_channel_axis():
+    observer = ChannelMeanObserver(axis=1)
+    batches = [np.full((2, 3, 4, 4), v, np.float32) * np.array([1, 2, 3]).reshape(1, 3, 1, 1) for v in (1.0, 3.0)]
+    for batch in batches:
+        observer.observe(batch)
+    np.testing.assert_allclose(observer.mean, [2.0, 4.0, 6.0])
+    restored = ChannelMeanObserver.from_state(observer.state())
+    np.testing.assert_allclose(restored.mean, observer.mean)

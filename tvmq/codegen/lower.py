@@ -1,10 +1,10 @@
-"""The module code is generated from, for one target: tuning and building both start here, so
-that the kernels tuned are exactly the kernels built.
+"""Lowering: the graph passes that shape a Relax module (float or integer) for the kernels of
+one target, run before TVM's build pipeline (tvmq.codegen.pipeline).
 
 On CPUs, convolutions run channels-last (NHWC data, HWIO weights): the innermost loop then
-walks contiguous channels, which vectorizes and splits across cores. Measured here with tuned
-3x3 convolutions, channels-last reaches 156 GFLOP/s on two cores where NCHW stays at 35. The
-weights are transposed once at compile time; the layout changes only at the model's edges.
+walks contiguous channels, which vectorizes and splits across cores (NCHW kernels barely use a
+second core). The weights are transposed once at compile time; the layout changes only at the
+model's edges.
 """
 
 from __future__ import annotations
@@ -14,48 +14,68 @@ import tvm
 from tvm import relax, topi
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
-from tvmq.ir import constant_value, with_main
+from tvmq.ir import constant_value
 from tvmq.target import TargetPreset, int8_dot_isa
 
 # Pooling and elementwise operators follow their input's layout.
 CHANNELS_LAST = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 
 
-def clip_as_min_max(mod: tvm.IRModule) -> tvm.IRModule:
+class _Rewrite:
+    """A function pass made of one pattern and its rewrite (`rewrite_call`)."""
+
+    pattern = None
+
+    def rewrite(self, expr: relax.Call, matches) -> relax.Expr:
+        raise NotImplementedError
+
+    def transform_function(self, func: relax.Function, _mod: tvm.IRModule, _ctx) -> relax.Function:
+        return rewrite_call(self.pattern, self.rewrite, func)
+
+
+@relax.transform.function_pass(opt_level=0, name="tvmq.ClipAsMinMax")
+class ClipAsMinMax(_Rewrite):
     """Rewrite clip(x, lo, hi) (ReLU6, integer saturation) as minimum(maximum(x, lo), hi).
     Relax's layout conversion knows no clip and would transpose back to NCHW around every one;
     the elementwise pair passes any layout through and fuses the same."""
-    data = wildcard()
-    clip = is_op("relax.clip")(data, wildcard(), wildcard())
 
-    def rewrite(call: relax.Call, matches) -> relax.Expr:
+    def __init__(self):
+        self.data = wildcard()
+        self.pattern = is_op("relax.clip")(self.data, wildcard(), wildcard())
+
+    def rewrite(self, call, matches):
         low, high = (relax.const(bound.value, call.ty.dtype) for bound in call.args[1:])
-        return relax.op.minimum(relax.op.maximum(matches[data], low), high)
-
-    return with_main(mod, rewrite_call(clip, rewrite, mod["main"]))
+        return relax.op.minimum(relax.op.maximum(matches[self.data], low), high)
 
 
-def fold_pads_into_convs(mod: tvm.IRModule) -> tvm.IRModule:
+@relax.transform.function_pass(opt_level=0, name="tvmq.FoldPadIntoConv")
+class FoldPadIntoConv(_Rewrite):
     """Fold an explicit zero Pad of a float convolution's height and width into the
-    convolution's own padding, also where the layout change has put it between a transpose and
-    its inverse (it converts Pad only in the model's own layout). EfficientNet-Lite0 has one
-    before each stride-2 convolution; as kernels of their own (transpose, pad, transpose) they
-    took 17 of its 39 ms a run (fp32, one core, default schedules). Integer pads, which pad
-    with the zero point, are left alone."""
-    data = wildcard()
-    direct = is_op("relax.nn.pad")(data)
-    inner = is_op("relax.permute_dims")(data)
-    between = is_op("relax.nn.pad")(inner)
-    outer = is_op("relax.permute_dims")(between)
+    convolution's own padding, in any layout, also where the layout change has put it between
+    a transpose and its inverse (it converts Pad only in the model's own layout). Exporters
+    write "same" padding as a separate Pad, which as kernels of its own (transpose, pad,
+    transpose) costs a pass over memory. Integer pads, which pad with the zero point, are left
+    alone."""
 
-    convs = [is_op("relax.nn.conv2d")(padded, wildcard()) for padded in (outer, direct)]
+    def __init__(self):
+        self.data = wildcard()
+        self.direct = is_op("relax.nn.pad")(self.data)
+        self.inner = is_op("relax.permute_dims")(self.data)
+        self.between = is_op("relax.nn.pad")(self.inner)
+        self.outer = is_op("relax.permute_dims")(self.between)
+        self.convs = [is_op("relax.nn.conv2d")(padded, wildcard()) for padded in (self.outer, self.direct)]
 
-    def rewrite(expr: relax.Expr, matches) -> relax.Expr:
-        call = matches[convs[0]] if convs[0] in matches else matches[convs[1]]
-        pad = matches[between] if outer in matches else matches[direct]
+    def transform_function(self, func, _mod, _ctx):
+        for conv in self.convs:
+            func = rewrite_call(conv, self.rewrite, func)
+        return func
+
+    def rewrite(self, expr, matches):
+        call = matches[self.convs[0]] if self.convs[0] in matches else matches[self.convs[1]]
+        pad = matches[self.between] if self.outer in matches else matches[self.direct]
         widths = [int(w) for w in pad.attrs.pad_width]
-        if outer in matches:
-            first, second = ([int(a) for a in matches[t].attrs.axes] for t in (inner, outer))
+        if self.outer in matches:
+            first, second = ([int(a) for a in matches[t].attrs.axes] for t in (self.inner, self.outer))
             if [first[axis] for axis in second] != list(range(len(first))):
                 return expr
             widths = [
@@ -77,7 +97,7 @@ def fold_pads_into_convs(mod: tvm.IRModule) -> tvm.IRModule:
         top, bottom, left, right = widths[2 * height : 2 * height + 2] + widths[2 * width : 2 * width + 2]
         padding = [int(p) for p in attrs.padding]
         return relax.op.nn.conv2d(
-            matches[data],
+            matches[self.data],
             call.args[1],
             strides=attrs.strides,
             padding=[padding[0] + top, padding[1] + left, padding[2] + bottom, padding[3] + right],
@@ -89,10 +109,6 @@ def fold_pads_into_convs(mod: tvm.IRModule) -> tvm.IRModule:
             out_dtype=attrs.out_dtype,
         )
 
-    for conv in convs:
-        mod = with_main(mod, rewrite_call(conv, rewrite, mod["main"]))
-    return mod
-
 
 @relax.expr_functor.mutator
 class _ErfAsPolynomial(relax.PyExprMutator):
@@ -103,11 +119,11 @@ class _ErfAsPolynomial(relax.PyExprMutator):
         return call
 
 
-def erf_as_polynomial(mod: tvm.IRModule) -> tvm.IRModule:
+@tvm.transform.module_pass(opt_level=0, name="tvmq.ErfAsPolynomial")
+def erf_as_polynomial(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
     """Compute float32 erf (GELU's) with TOPI's rational approximation (within 4e-7 of erf)
-    instead of a call to the C library's erff per element: it vectorizes with the kernel. The
-    GELU after MiniLM-L6's first feed-forward product took 60% of the int8 model's time (24 of
-    40 ms, one core); with the approximation 3.5 ms."""
+    instead of a call to the C library's erff per element: it vectorizes with the kernel
+    around it, where the library call left GELU the slowest part of a transformer layer."""
     mutator = _ErfAsPolynomial(mod)
     for global_var, func in mod.functions_items():
         if isinstance(func, relax.Function):
@@ -118,7 +134,8 @@ def erf_as_polynomial(mod: tvm.IRModule) -> tvm.IRModule:
 ELEMENTWISE = ("relax.add", "relax.subtract", "relax.multiply", "relax.right_shift", "relax.maximum", "relax.minimum")
 
 
-def calibration_constants_as_parameters(mod: tvm.IRModule) -> tvm.IRModule:
+@relax.transform.function_pass(opt_level=0, name="tvmq.CalibrationConstantsAsParameters")
+class CalibrationConstantsAsParameters(_Rewrite):
     """Turn the scalar constants that calibration chooses into tensor constants: integer
     operands of elementwise operators (requantization shifts, zero points, clamp bounds) get the
     other operand's rank with one element; per-tensor quantize/dequantize parameters become
@@ -126,46 +143,52 @@ def calibration_constants_as_parameters(mod: tvm.IRModule) -> tvm.IRModule:
     literal, so every calibration would make kernels no tuning log knows; a tensor constant is
     a kernel parameter and the kernel stays the same. Run after the layout change, which does
     not follow rank-changing broadcasts."""
-    operand, scalar, scale, zero_point = wildcard(), is_const(), is_const(), is_const()
-    elementwise = [is_op(name)(operand, scalar) for name in ELEMENTWISE]
-    conversions = [is_op(name)(operand, scale, zero_point) for name in ("relax.quantize", "relax.dequantize")]
-    pattern = elementwise[0]
-    for other in elementwise[1:] + conversions:
-        pattern |= other
 
-    def rewrite(call: relax.Call, matches) -> relax.Expr:
-        shape = [int(n) for n in matches[operand].ty.shape]
+    def __init__(self):
+        self.operand, self.scalar, self.scale, self.zero_point = wildcard(), is_const(), is_const(), is_const()
+        elementwise = [is_op(name)(self.operand, self.scalar) for name in ELEMENTWISE]
+        conversions = [
+            is_op(name)(self.operand, self.scale, self.zero_point) for name in ("relax.quantize", "relax.dequantize")
+        ]
+        self.pattern = elementwise[0]
+        for other in elementwise[1:] + conversions:
+            self.pattern |= other
+
+    def rewrite(self, call, matches):
+        shape = [int(n) for n in matches[self.operand].ty.shape]
         if not shape:
             return call
-        if scale in matches:
-            values = [constant_value(matches[p]) for p in (scale, zero_point)]
+        if self.scale in matches:
+            values = [constant_value(matches[p]) for p in (self.scale, self.zero_point)]
             if any(v.ndim != 0 for v in values):
                 return call  # per-channel parameters are tensors already
             vectors = [relax.const(np.full(shape[-1], v), str(v.dtype)) for v in values]
             convert = relax.op.quantize if call.op.name == "relax.quantize" else relax.op.dequantize
             return convert(call.args[0], *vectors, axis=len(shape) - 1, out_dtype=call.attrs.out_dtype)
-        value = constant_value(matches[scalar])
+        value = constant_value(matches[self.scalar])
         if value.ndim != 0 or value.dtype.kind not in "iu":
             return call
         return relax.Call(
             call.op, [call.args[0], relax.const(value.reshape((1,) * len(shape)), str(value.dtype))], call.attrs
         )
 
-    return with_main(mod, rewrite_call(pattern, rewrite, mod["main"]))
 
-
-def pad_int8_conv_channels(mod: tvm.IRModule, multiple: int = 4) -> tvm.IRModule:
+@relax.transform.function_pass(opt_level=0, name="tvmq.PadInt8ConvChannels")
+class PadInt8ConvChannels(_Rewrite):
     """Give every int8 convolution (NCHW, OIHW constant weights, one group) a multiple of
     `multiple` input channels, padding with channels of zero weights: tvmq's int8 dot-product
     intrinsics sum 4 channels at a time, and an image stem with 3 channels would otherwise stay
-    a scalar loop (ResNet-18's 7x7 stem was its slowest int8 kernel). A zero weight adds
-    nothing, whatever the padded activation holds, so the integer results do not change."""
-    data, weight = wildcard(), is_const()
-    conv = is_op("relax.nn.conv2d")(data, weight)
+    a scalar loop. A zero weight adds nothing, whatever the padded activation holds, so the
+    integer results do not change."""
 
-    def rewrite(expr: relax.Expr, matches) -> relax.Expr:
-        call, w = matches[conv], constant_value(matches[weight])
-        short = -w.shape[1] % multiple
+    def __init__(self, multiple: int = 4):
+        self.multiple = multiple
+        self.data, self.weight = wildcard(), is_const()
+        self.pattern = is_op("relax.nn.conv2d")(self.data, self.weight)
+
+    def rewrite(self, expr, matches):
+        call, w = matches[self.pattern], constant_value(matches[self.weight])
+        short = -w.shape[1] % self.multiple
         attrs = call.attrs
         if (
             not short
@@ -174,25 +197,28 @@ def pad_int8_conv_channels(mod: tvm.IRModule, multiple: int = 4) -> tvm.IRModule
             or (attrs.data_layout, attrs.kernel_layout) != ("NCHW", "OIHW")
         ):
             return expr
-        padded_data = relax.op.nn.pad(matches[data], [0, 0, 0, short, 0, 0, 0, 0])
+        padded_data = relax.op.nn.pad(matches[self.data], [0, 0, 0, short, 0, 0, 0, 0])
         padded_weight = relax.const(np.pad(w, [(0, 0), (0, short), (0, 0), (0, 0)]))
         return relax.Call(call.op, [padded_data, padded_weight], attrs, call.ty_args)
 
-    return with_main(mod, rewrite_call(conv, rewrite, mod["main"]))
+
+def lower_pipeline(preset: TargetPreset) -> tvm.transform.Pass:
+    """The lowering for `preset`: clips as min/max; int8 convolutions padded to whole groups of
+    4 input channels where the target has int8 dot products; on CPU targets channels-last
+    (GPU targets keep the model's layout for TVM's GPU schedules) with pads folded into the
+    convolutions and erf as a polynomial; the calibration's numbers as kernel parameters."""
+    cpu = preset.kind == "llvm"
+    passes = [ClipAsMinMax()]
+    if int8_dot_isa(preset.tvm_target()) is not None:
+        passes.append(PadInt8ConvChannels())
+    if cpu:
+        passes += [relax.transform.ConvertLayout(CHANNELS_LAST), relax.transform.FoldConstant(), FoldPadIntoConv()]
+    passes.append(CalibrationConstantsAsParameters())
+    if cpu:
+        passes.append(erf_as_polynomial)
+    return tvm.transform.Sequential(passes, name="tvmq.Lower")
 
 
 def lower_for_target(mod: tvm.IRModule, preset: TargetPreset) -> tvm.IRModule:
-    """`mod` (float or integer) as code is generated from it for `preset`: channels-last on CPU
-    targets (GPU targets keep the model's layout for TVM's GPU schedules), int8 convolutions
-    padded to whole groups of 4 input channels where the target has int8 dot products, with the
-    calibration's numbers as kernel parameters."""
-    mod = clip_as_min_max(mod)
-    if int8_dot_isa(preset.tvm_target()) is not None:
-        mod = pad_int8_conv_channels(mod)
-    if preset.kind == "llvm":
-        mod = tvm.ir.transform.Sequential(
-            [relax.transform.ConvertLayout(CHANNELS_LAST), relax.transform.FoldConstant()]
-        )(mod)
-        mod = fold_pads_into_convs(mod)
-    mod = calibration_constants_as_parameters(mod)
-    return erf_as_polynomial(mod) if preset.kind == "llvm" else mod
+    """`mod` as code is generated from it for `preset` (see `lower_pipeline`)."""
+    return lower_pipeline(preset)(mod)

@@ -28,7 +28,7 @@ from tvmq.quantize.calibrate import collect_statistics
 from tvmq.quantize.config import QConfig
 from tvmq.quantize.data import CalibrationData, load_calibration_data
 from tvmq.quantize.observers import compute_range
-from tvmq.quantize.prepare import prepare_for_quantization
+from tvmq.quantize.prepare import prepare_pipeline
 from tvmq.quantize.qdq import insert_qdq
 from tvmq.quantize.qparams import affine_qparams, qrange
 from tvmq.quantize.realize import realize
@@ -81,7 +81,7 @@ def quantize_model(
     activations on ARM)."""
     config = (config or QConfig()).for_target(load_target(target).tvm_target() if target is not None else None)
     with step("preparing the model for quantization"):
-        mod = prepare_for_quantization(model.mod)
+        mod = prepare_pipeline()(model.mod)
         func = mod["main"]
         plan = annotate(func, config)
     data = (
@@ -89,12 +89,18 @@ def quantize_model(
         if isinstance(calibration_data, CalibrationData)
         else load_calibration_data(calibration_data, model.inputs, config.num_samples)
     )
-    points = plan.points
+    points, mean_axes = plan.points, plan.mean_channel_axes()
     statistics = collect_statistics(
-        mod, points, model.inputs, data, config.bins, Path(cache_dir) if cache_dir else None
+        mod,
+        points,
+        [mean_axes.get(point) for point in points],
+        model.inputs,
+        data,
+        config.bins,
+        Path(cache_dir) if cache_dir else None,
     )
     params = activation_params(statistics, points, config)
-    channel_means = {point: s.channel_mean.mean for point, s in zip(points, statistics)}
+    channel_means = {point: s.channel_mean.mean for point, s in zip(points, statistics) if s.channel_mean is not None}
     with step(f"inserting quantize/dequantize around {len(plan.layers)} layers"):
         qdq, layer_outputs = insert_qdq(func, plan, params, config, channel_means)
         quantized_mod = with_main(mod, qdq)

@@ -1,74 +1,43 @@
 """Annotate: decide which operators run in int8 and which tensors calibration must measure.
 
-Walks `main`'s bindings in order. A registry keyed by Relax op name says how each operator
-quantizes; each match becomes a `Layer`, fused with the elementwise ops that follow it (bias
-add, ReLU, ReLU6/clip). Unknown operators stay float and are listed. The result, a
-`QuantPlan`, names every quantization point: the activation tensors whose ranges calibration
+Walks `main`'s bindings in order and asks the registry (tvmq.quantize.operators) which
+family, if any, quantizes each call; a match becomes a `Layer`, with the elementwise ops fused
+into it (bias add, ReLU, ReLU6/clip). Unknown operators stay float and are counted. The result,
+a `QuantPlan`, names every quantization point: the activation tensors whose ranges calibration
 measures and where quantize/dequantize pairs are inserted.
-Run after `prepare_for_quantization` (BatchNorm folded, constants folded).
+Run after `prepare_pipeline` (BatchNorm folded, constants folded).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import numpy as np
 from tvm import relax
 
 from tvmq.errors import QuantizationError
-from tvmq.ir import constant_value, is_constant, op_name, scalar_value
+from tvmq.ir import op_name
+from tvmq.quantize.channels import channel_axis
 from tvmq.quantize.config import QConfig
 from tvmq.quantize.dataflow import DataflowGraph
-from tvmq.quantize.prepare import channel_axis, per_channel_vector
-
-# Layers whose output keeps the input's quantization parameters: they move or select values
-# without changing their range, so integers pass through them unchanged.
-SHARED_SCALE_OPS = {
-    "relax.nn.max_pool2d": "max_pool2d",
-    "relax.nn.avg_pool2d": "avg_pool2d",
-    "relax.nn.adaptive_avg_pool2d": "adaptive_avg_pool2d",
-    "relax.mean": "mean",
-    "relax.reshape": "reshape",
-    "relax.permute_dims": "permute_dims",
-    "relax.squeeze": "squeeze",
-    "relax.expand_dims": "expand_dims",
-}
-
-# ONNX (and common) names users may pass to --skip, by the layer op they mean.
-OP_ALIASES = {
-    "conv": "conv2d",
-    "conv2d": "conv2d",
-    "gemm": "matmul",
-    "matmul": "matmul",
-    "dense": "matmul",
-    "linear": "matmul",
-    "add": "add",
-    "concat": "concat",
-    "maxpool": "max_pool2d",
-    "averagepool": "avg_pool2d",
-    "globalaveragepool": "mean",
-    "reducemean": "mean",
-    "flatten": "reshape",
-    "transpose": "permute_dims",
-}
+from tvmq.quantize.operators import LayerMatch, OperatorQuantizer, families_for, layer_op_named
+from tvmq.quantize.operators.base import is_float_tensor
 
 
-@dataclass(frozen=True, eq=False)
-class Layer:
-    """One quantized operator with what is fused into it."""
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Layer(LayerMatch):
+    """One quantized operator with what is fused into it, as its family matched it."""
 
     name: str  # e.g. "conv2d_3": op and position among layers of that op
-    op: str  # conv2d, matmul, add, concat, or a shared-scale op
-    anchor: relax.Var  # bound to the operator call
-    output: relax.Var  # bound to the last fused op: the layer's output point
-    inputs: tuple[relax.Expr, ...]  # activation inputs (quantization points)
-    weight: np.ndarray | None = None  # constant weights (conv2d OIHW, matmul [K, N])
-    bias: np.ndarray | None = None  # per output channel
-    clip: tuple[float, float] | None = None  # fused ReLU / ReLU6 / clip bounds
-    shares_input_scale: bool = False
+    quantizer: OperatorQuantizer  # the family that matched it
+    bindings: tuple[relax.Var, ...]  # the anchor (the operator call) and the fused ops, in order
     source_names: tuple[str, ...] = ()  # the model's own names of the fused nodes (ONNX node names)
+
+    @property
+    def anchor(self) -> relax.Var:
+        return self.bindings[0]
 
     @property
     def title(self) -> str:
@@ -118,75 +87,20 @@ class QuantPlan:
                 return self.alias_of(layer.inputs[0])
         return tensor
 
-
-def _fused_epilogue(graph: DataflowGraph, anchor: relax.Var, weight_channels: int | None, layer_call):
-    """Follow single-use chains from `anchor`: an optional bias add (weighted layers only),
-    then an optional ReLU or clip(lo >= 0... any bounds). Returns (output var, bias, clip)."""
-    output, bias, clip = anchor, None, None
-    user = graph.only_user(output)
-    if weight_channels is not None and user is not None and op_name(graph.value[user]) == "relax.add":
-        call = graph.value[user]
-        other = call.args[1] if call.args[0].same_as(output) else call.args[0]
-        if is_constant(other):
-            vector = per_channel_vector(
-                constant_value(other), len(layer_call.ty.shape), channel_axis(layer_call), weight_channels
-            )
-            if vector is not None:
-                output, bias, user = user, vector, graph.only_user(user)
-    if user is not None:
-        call = graph.value[user]
-        if op_name(call) == "relax.nn.relu":
-            output, clip = user, (0.0, float("inf"))
-        elif op_name(call) == "relax.clip":
-            lo, hi = scalar_value(call.args[1]), scalar_value(call.args[2])
-            if lo is not None and hi is not None:
-                output, clip = user, (lo, hi)
-    return output, bias, clip
+    def mean_channel_axes(self) -> dict[relax.Expr, int]:
+        """The points whose per-channel means bias correction needs, with their channel axis:
+        those that weighted layers read as they are (not through a reshape)."""
+        axes = {}
+        for layer in self.layers:
+            if layer.weighted:
+                source, tensor = self.alias_of(layer.inputs[0]), layer.inputs[0]
+                if _shape(source) == _shape(tensor):
+                    axes.setdefault(source, channel_axis(layer.op, len(tensor.ty.shape)))
+        return axes
 
 
-def _is_activation(expr) -> bool:
-    return isinstance(expr, relax.Var) and isinstance(expr.ty, relax.TensorType) and str(expr.ty.dtype) == "float32"
-
-
-def _match(graph: DataflowGraph, var: relax.Var, quantized: set) -> tuple[str, dict] | None:
-    """What layer, if any, the binding of `var` anchors: (op, Layer fields)."""
-    call = graph.value[var]
-    name = op_name(call)
-    if name in ("relax.nn.conv2d", "relax.matmul"):
-        data, weight = call.args[0], call.args[1]
-        if not _is_activation(data):
-            return None
-        op = "conv2d" if name == "relax.nn.conv2d" else "matmul"
-        if is_constant(weight):
-            if op == "conv2d" and call.attrs["kernel_layout"] != "OIHW":
-                return None
-            weights = constant_value(weight)
-            if op == "matmul" and weights.ndim != 2:
-                return None
-            channels = weights.shape[0] if op == "conv2d" else weights.shape[-1]
-            output, bias, clip = _fused_epilogue(graph, var, channels, call)
-            return op, dict(inputs=(data,), output=output, weight=weights, bias=bias, clip=clip)
-        if op == "matmul" and _is_activation(weight):
-            output, _, clip = _fused_epilogue(graph, var, None, call)
-            return op, dict(inputs=(data, weight), output=output, clip=clip)
-        return None
-    if name == "relax.add" and all(_is_activation(a) for a in call.args):
-        if call.args[0].ty.shape is None or list(call.args[0].ty.shape) != list(call.args[1].ty.shape):
-            return None
-        # Only between integer tensors (residual adds of CNNs). Where one side is float, as the
-        # residual stream around a transformer's LayerNorm, quantizing it would clip that
-        # stream's outlier channels (a measured collapse on MiniLM) and save no float work.
-        if not all(a in quantized for a in call.args):
-            return None
-        output, _, clip = _fused_epilogue(graph, var, None, call)
-        return "add", dict(inputs=tuple(call.args), output=output, clip=clip)
-    if name == "relax.concat" and isinstance(call.args[0], relax.Tuple):
-        fields = tuple(call.args[0].fields)
-        if all(_is_activation(f) for f in fields):
-            return "concat", dict(inputs=fields, output=var)
-    if name in SHARED_SCALE_OPS and call.args and call.args[0] in quantized:
-        return SHARED_SCALE_OPS[name], dict(inputs=(call.args[0],), output=var, shares_input_scale=True)
-    return None
+def _shape(tensor: relax.Expr) -> list[int]:
+    return [int(d) for d in tensor.ty.shape]
 
 
 # Names Relax gives bindings itself; any other binding name came from the model.
@@ -199,7 +113,21 @@ def _as_var_name(name: str) -> str:
 
 
 def _skipped(layer: Layer, skip: Iterable[str]) -> bool:
-    return any(layer.answers_to(s) or OP_ALIASES.get(s.lower(), s) == layer.op for s in skip)
+    return any(layer.answers_to(s) or layer_op_named(s) == layer.op for s in skip)
+
+
+def _match(graph: DataflowGraph, var: relax.Var, quantized: set) -> tuple[OperatorQuantizer, LayerMatch] | None:
+    """The first family that matches the binding of `var`, and its match."""
+    call = graph.value[var]
+    for family in families_for(op_name(call)):
+        matched = family.match(graph, var, quantized)
+        if matched is not None:
+            return family, matched
+    if op_name(call) == "relax.concat" and isinstance(call.args[0], relax.Tuple):
+        fields = tuple(call.args[0].fields)
+        if all(is_float_tensor(f) for f in fields):
+            return OperatorQuantizer(), LayerMatch("concat", inputs=fields, output=var)
+    return None
 
 
 def annotate(func: relax.Function, config: QConfig) -> QuantPlan:
@@ -217,11 +145,16 @@ def annotate(func: relax.Function, config: QConfig) -> QuantPlan:
             if name is not None:
                 plan.float_ops[name.removeprefix("relax.")] = plan.float_ops.get(name.removeprefix("relax."), 0) + 1
             continue
-        op, fields = matched
-        chain = _chain(graph, var, fields["output"])
-        source_names = tuple(v.name for v in chain if not _GENERATED_NAME.match(v.name))
-        layer = Layer(name=f"{op}_{counts.get(op, 0)}", op=op, anchor=var, source_names=source_names, **fields)
-        counts[op] = counts.get(op, 0) + 1
+        family, match = matched
+        chain = _chain(graph, var, match.output)
+        layer = Layer(
+            **{f.name: getattr(match, f.name) for f in dataclasses.fields(LayerMatch)},
+            name=f"{match.op}_{counts.get(match.op, 0)}",
+            quantizer=family,
+            bindings=tuple(chain),
+            source_names=tuple(v.name for v in chain if not _GENERATED_NAME.match(v.name)),
+        )
+        counts[match.op] = counts.get(match.op, 0) + 1
         candidates.append(layer)
         if _skipped(layer, config.skip):
             continue
@@ -251,9 +184,7 @@ def _chain(graph: DataflowGraph, anchor: relax.Var, output: relax.Var) -> list[r
 def _check_skip_names(skip: Iterable[str], candidates: list[Layer]) -> None:
     known_ops = {layer.op for layer in candidates}
     unknown = [
-        s
-        for s in skip
-        if not any(layer.answers_to(s) for layer in candidates) and OP_ALIASES.get(s.lower(), s) not in known_ops
+        s for s in skip if not any(layer.answers_to(s) for layer in candidates) and layer_op_named(s) not in known_ops
     ]
     if unknown:
         raise QuantizationError(

@@ -43,11 +43,11 @@ def observation_module(mod: tvm.IRModule, points: list[relax.Expr]) -> tvm.IRMod
     return relax.transform.Normalize()(with_main(mod, observed))
 
 
-def _cache_key(module: tvm.IRModule, data: CalibrationData, bins: int) -> str:
+def _cache_key(module: tvm.IRModule, data: CalibrationData, bins: int, mean_axes: list[int | None]) -> str:
     digest = hashlib.sha256()
     digest.update(str(tvm_ffi.structural_hash(module["main"])).encode())
     digest.update(data.digest().encode())
-    digest.update(f"bins={bins};layout=2".encode())
+    digest.update(f"bins={bins};means={mean_axes};layout=3".encode())
     return digest.hexdigest()[:32]
 
 
@@ -56,17 +56,12 @@ class PointStatistics:
     """What calibration records of one quantization point."""
 
     histogram: HistogramObserver  # picks the point's range
-    channel_mean: ChannelMeanObserver  # E[x] per channel, for bias correction of its consumers
+    channel_mean: ChannelMeanObserver | None  # E[x] per channel, where bias correction needs it
 
     def observe(self, value: np.ndarray) -> None:
         self.histogram.observe(value)
-        self.channel_mean.observe(value)
-
-
-def _channel_axis(point: relax.Expr) -> int:
-    """The channel axis of an activation: 1 in NCHW feature maps, the last axis otherwise."""
-    ndim = len(point.ty.shape)
-    return 1 if ndim == 4 else ndim - 1
+        if self.channel_mean is not None:
+            self.channel_mean.observe(value)
 
 
 def _load_cached(path: Path, count: int) -> list[PointStatistics] | None:
@@ -79,7 +74,7 @@ def _load_cached(path: Path, count: int) -> list[PointStatistics] | None:
             return [
                 PointStatistics(
                     HistogramObserver.from_state(state(f"{i}/histogram/")),
-                    ChannelMeanObserver.from_state(state(f"{i}/channel_mean/")),
+                    ChannelMeanObserver.from_state(means) if (means := state(f"{i}/channel_mean/")) else None,
                 )
                 for i in range(count)
             ]
@@ -92,21 +87,25 @@ def _store(path: Path, statistics: list[PointStatistics]) -> None:
     arrays = {}
     for i, point in enumerate(statistics):
         arrays |= {f"{i}/histogram/{k}": v for k, v in point.histogram.state().items()}
-        arrays |= {f"{i}/channel_mean/{k}": v for k, v in point.channel_mean.state().items()}
+        if point.channel_mean is not None:
+            arrays |= {f"{i}/channel_mean/{k}": v for k, v in point.channel_mean.state().items()}
     save_npz_atomically(path, arrays)
 
 
 def collect_statistics(
     mod: tvm.IRModule,
     points: list[relax.Expr],
+    mean_axes: list[int | None],
     inputs: tuple[TensorSpec, ...],
     data: CalibrationData,
     bins: int,
     cache_dir: Path | None = None,
 ) -> list[PointStatistics]:
-    """Statistics of every point, from running the float model over `data` (or from cache)."""
+    """Statistics of every point, from running the float model over `data` (or from cache):
+    a histogram of each, and the mean of each channel along `mean_axes` (per point, None for
+    none)."""
     module = observation_module(mod, points)
-    cache = cache_dir / f"{_cache_key(module, data, bins)}.npz" if cache_dir else None
+    cache = cache_dir / f"{_cache_key(module, data, bins, mean_axes)}.npz" if cache_dir else None
     if cache is not None and (cached := _load_cached(cache, len(points))) is not None:
         log.info("calibration statistics from %s", cache)
         return cached
@@ -114,7 +113,10 @@ def collect_statistics(
 
     executable = tvm.compile(module, target=load_target("host").tvm_target())
     vm = relax.VirtualMachine(executable, tvm.cpu())
-    statistics = [PointStatistics(HistogramObserver(bins), ChannelMeanObserver(_channel_axis(p))) for p in points]
+    statistics = [
+        PointStatistics(HistogramObserver(bins), None if axis is None else ChannelMeanObserver(axis))
+        for axis in mean_axes
+    ]
     batches = list(data.batches(inputs))
     progress = Progress("calibrating", len(batches) * inputs[0].shape[0], "samples")
     for index, batch in enumerate(batches):

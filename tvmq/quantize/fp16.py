@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tvmq.codegen.lower import clip_as_min_max
+from tvmq.codegen.lower import ClipAsMinMax
 from tvmq.errors import TvmqError
 from tvmq.frontend import ImportedModel
 from tvmq.quantize import has_qdq
@@ -23,7 +23,7 @@ def to_fp16(model: ImportedModel) -> ImportedModel:
     if has_qdq(model.mod):
         raise TvmqError("fp16 mode applies to a float model; this one is int8-quantized")
     # ToMixedPrecision fails on clip's scalar (float64) bounds, which every ReLU6 network has.
-    mod = clip_as_min_max(model.mod)
+    mod = ClipAsMinMax()(model.mod)
     passes = [relax.transform.ToMixedPrecision(out_dtype="float32"), relax.transform.FoldConstant()]
     mod = tvm.ir.transform.Sequential(passes)(mod)
     record = {"mode": "fp16", "source": "ToMixedPrecision: float16 compute, float32 accumulation"}
