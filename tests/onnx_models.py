@@ -369,3 +369,25 @@ SCHEDULED_CONV_BLOCKS = {
     "depthwise-block": depthwise_block,
     "strided-depthwise-block": lambda: depthwise_block(stride=2),
 }
+
+
+def concat_branches(channels: int = 8) -> onnx.ModelProto:
+    """Two Conv + Relu branches of different ranges joined by Concat along the channels, then a
+    1x1 Conv over both: an Inception / FPN-style merge."""
+    rng = _rng(7)
+    initializers = [
+        ("wa", rng.normal(0, 0.3, (channels, 3, 3, 3)).astype(np.float32)),
+        ("wb", rng.normal(0, 1.2, (channels, 3, 3, 3)).astype(np.float32)),
+        ("wc", rng.normal(0, 0.2, (4, 2 * channels, 1, 1)).astype(np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "wa"], ["ca"], pads=[1, 1, 1, 1], name="conv_a"),
+        helper.make_node("Relu", ["ca"], ["ra"], name="relu_a"),
+        helper.make_node("Conv", ["x", "wb"], ["cb"], pads=[1, 1, 1, 1], name="conv_b"),
+        helper.make_node("Relu", ["cb"], ["rb"], name="relu_b"),
+        helper.make_node("Concat", ["ra", "rb"], ["joined"], axis=1, name="join"),
+        helper.make_node("Conv", ["joined", "wc"], ["y"], name="conv_c"),
+    ]
+    return make_model(
+        nodes, [("x", TensorProto.FLOAT, [1, 3, 8, 8])], [("y", TensorProto.FLOAT, [1, 4, 8, 8])], initializers
+    )

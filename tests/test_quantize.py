@@ -233,3 +233,21 @@ def test_padding_relu6_and_dead_channels_quantize_to_integer_layers():
     simulated, integer = _run(quantized.mod, [data["x"][:1]]), _run(realized, [data["x"][:1]])
     np.testing.assert_allclose(integer, simulated, atol=0.02 * np.abs(simulated).max())
     np.testing.assert_allclose(integer[0, 2], 0, atol=1e-6)  # the dead channel
+
+
+def test_a_concat_of_two_branches_joins_their_integers_and_feeds_the_next_layer_integers():
+    """The branches' ranges differ, so the concat gets its own parameters and rescales each
+    input to them in integers; the 1x1 conv after it reads those uint8 values directly."""
+    model = tvmq.load_model(onnx_models.concat_branches())
+    data = {"x": np.random.default_rng(3).standard_normal((16, 3, 8, 8)).astype(np.float32)}
+    quantized = quantize_model(model, data)
+    layers = [name.split()[0] for name in quantized.quantization["layers"]]
+    assert layers == ["conv2d_0", "conv2d_1", "concat_0", "conv2d_2"]
+    assert "concat" not in quantized.quantization["float_ops"]
+    realized = realize(quantized.mod)
+    (concat,) = [c for c in _calls(realized) if c.op.name == "relax.concat"]
+    assert str(concat.ty.dtype) == "uint8"
+    convs = [c for c in _calls(realized) if c.op.name == "relax.nn.conv2d"]
+    assert [str(c.args[0].ty.dtype) for c in convs] == ["uint8"] * 3
+    simulated, integer = _run(quantized.mod, [data["x"][:1]]), _run(realized, [data["x"][:1]])
+    np.testing.assert_allclose(integer, simulated, atol=0.05 * np.abs(simulated).max())

@@ -9,7 +9,7 @@ from tvm import relax
 from tvm.script import ir as I
 from tvm.script import relax as R
 
-from tvmq.quantize.operators import ActivationMatmul, Add, SharedScale, WeightedLayer
+from tvmq.quantize.operators import ActivationMatmul, Add, Concat, SharedScale, WeightedLayer
 from tvmq.quantize.realize import FoldQuantizeDequantize, realize
 
 W = np.array([[1, -2], [3, 4]], np.int8)  # matmul weights [K, N]: column sums 4 and 2
@@ -216,6 +216,57 @@ def test_an_add_with_per_channel_output_parameters_stays_simulated():
     tvm.ir.assert_structural_equal(_integer(Add().realize_passes(), before), before)
 
 
+def test_a_concat_rescales_only_the_inputs_whose_parameters_differ_from_its_output():
+    """a already has the output's scale 0.5; b's 0.25 is rescaled by 2^30 / 2^31."""
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(a: R.Tensor((1, 2), "uint8"), b: R.Tensor((1, 2), "uint8")):
+            with R.dataflow():
+                fa = R.dequantize(a, R.const(0.5, "float32"), R.const(0, "int32"))
+                fb = R.dequantize(b, R.const(0.25, "float32"), R.const(0, "int32"))
+                c = R.concat((fa, fb), axis=1)
+                q = R.quantize(c, R.const(0.5, "float32"), R.const(0, "int32"), out_dtype="uint8")
+                R.output(q)
+            return q
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(a: R.Tensor((1, 2), "uint8"), b: R.Tensor((1, 2), "uint8")):
+            with R.dataflow():
+                b32 = R.astype(b, "int32")
+                cb = R.subtract(b32, R.const(0, "int32"))
+                wide = R.astype(cb, "int64")
+                scaled = R.multiply(wide, R.const(2**30, "int64"))
+                rounded = R.add(scaled, R.const(2**30, "int64"))
+                shifted = R.right_shift(rounded, R.const(31, "int64"))
+                offset = R.add(shifted, R.const(0, "int64"))
+                clipped = R.clip(offset, 0, 255)
+                rb = R.astype(clipped, "uint8")
+                q = R.concat((a, rb), axis=1)
+                R.output(q)
+            return q
+
+    tvm.ir.assert_structural_equal(_integer(Concat().realize_passes(), Before), Expected)
+
+
+def test_a_concat_with_a_float_input_stays_simulated():
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(a: R.Tensor((1, 2), "uint8"), b: R.Tensor((1, 2), "float32")):
+            with R.dataflow():
+                fa = R.dequantize(a, R.const(0.5, "float32"), R.const(0, "int32"))
+                c = R.concat((fa, b), axis=1)
+                q = R.quantize(c, R.const(0.5, "float32"), R.const(0, "int32"), out_dtype="uint8")
+                R.output(q)
+            return q
+
+    tvm.ir.assert_structural_equal(_integer(Concat().realize_passes(), Before), Before)
+
+
 def test_max_pool_between_equal_quantization_parameters_runs_on_the_integers():
     @I.ir_module
     class Before:
@@ -332,7 +383,7 @@ def test_rescaling_between_different_parameters_matches_the_float_computation():
     assert (got == expected).mean() > 0.99
 
 
-@pytest.mark.parametrize("family", [WeightedLayer(), ActivationMatmul(), Add(), SharedScale()])
+@pytest.mark.parametrize("family", [WeightedLayer(), ActivationMatmul(), Add(), Concat(), SharedScale()])
 def test_a_float_module_has_nothing_to_realize(family):
     @I.ir_module
     class Float:

@@ -23,7 +23,6 @@ from tvmq.quantize.channels import channel_axis
 from tvmq.quantize.config import QConfig
 from tvmq.quantize.dataflow import DataflowGraph
 from tvmq.quantize.operators import LayerMatch, OperatorQuantizer, families_for, layer_op_named
-from tvmq.quantize.operators.base import is_float_tensor
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -118,15 +117,10 @@ def _skipped(layer: Layer, skip: Iterable[str]) -> bool:
 
 def _match(graph: DataflowGraph, var: relax.Var, quantized: set) -> tuple[OperatorQuantizer, LayerMatch] | None:
     """The first family that matches the binding of `var`, and its match."""
-    call = graph.value[var]
-    for family in families_for(op_name(call)):
+    for family in families_for(op_name(graph.value[var])):
         matched = family.match(graph, var, quantized)
         if matched is not None:
             return family, matched
-    if op_name(call) == "relax.concat" and isinstance(call.args[0], relax.Tuple):
-        fields = tuple(call.args[0].fields)
-        if all(is_float_tensor(f) for f in fields):
-            return OperatorQuantizer(), LayerMatch("concat", inputs=fields, output=var)
     return None
 
 

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_op, wildcard
 
-from tvmq.ir import op_name
-from tvmq.quantize.dataflow import DataflowGraph
 from tvmq.quantize.integer import RealizeRewrite, dequantize_pattern, qparams_of, quantize_pattern, rescale
 from tvmq.quantize.operators import FAMILIES
 
@@ -36,32 +33,6 @@ class FoldQuantizeDequantize(RealizeRewrite):
         return rescale(matches[self.dq].args[0], source, out)
 
 
-class RealizeConcat(RealizeRewrite):
-    """concat of quantized tensors: each rescaled to the output's parameters, then joined."""
-
-    def __init__(self):
-        self.fields = wildcard()
-        self.concat = is_op("relax.concat")(self.fields)
-        self.pattern = quantize_pattern(self.concat)
-
-    def transform_function(self, func, mod, ctx):
-        self.values = DataflowGraph(func).value
-        return super().transform_function(func, mod, ctx)
-
-    def rewrite(self, expr, matches):
-        out, fields = qparams_of(expr), matches[self.fields]
-        if out is None or out.per_channel or not isinstance(fields, relax.Tuple):
-            return expr
-        parts = []
-        for field in fields.fields:
-            source = self.values.get(field, field)
-            params = qparams_of(source) if op_name(source) == "relax.dequantize" else None
-            if params is None or params.per_channel:
-                return expr
-            parts.append(rescale(source.args[0], params, out))
-        return relax.op.concat(parts, axis=int(matches[self.concat].attrs["axis"]))
-
-
 def realize_pipeline() -> tvm.transform.Pass:
     """Every family's integer rewrites (in registry order), then the requantizing folds of the
     Q/DQ pairs left between integer operators, then the rewrites of layers whose output leaves
@@ -69,7 +40,6 @@ def realize_pipeline() -> tvm.transform.Pass:
     return tvm.transform.Sequential(
         [
             *(p for family in FAMILIES for p in family.realize_passes()),
-            RealizeConcat().as_pass(),
             FoldQuantizeDequantize().as_pass(),
             *(p for family in FAMILIES for p in family.realize_to_float_passes()),
             relax.transform.DeadCodeElimination(),

@@ -3,6 +3,7 @@
     weighted           conv2d / matmul with constant weights (WeightedLayer)
     activation_matmul  matmul of two activations (ActivationMatmul)
     add                add of two integer tensors (Add)
+    concat             concat of quantized tensors (Concat)
     shared_scale       pooling, reshapes, transposes, means: the input's parameters (SharedScale)
 
 A call whose op no family claims, or that no claiming family matches, stays float and is
@@ -16,12 +17,13 @@ from __future__ import annotations
 from tvmq.quantize.operators.activation_matmul import ActivationMatmul
 from tvmq.quantize.operators.add import Add
 from tvmq.quantize.operators.base import LayerMatch, OperatorQuantizer
+from tvmq.quantize.operators.concat import Concat
 from tvmq.quantize.operators.shared_scale import SharedScale
 from tvmq.quantize.operators.weighted import WeightedLayer
 
 __all__ = ["FAMILIES", "LayerMatch", "OperatorQuantizer", "families_for", "layer_op_named"]
 
-FAMILIES: tuple[OperatorQuantizer, ...] = (WeightedLayer(), ActivationMatmul(), Add(), SharedScale())
+FAMILIES: tuple[OperatorQuantizer, ...] = (WeightedLayer(), ActivationMatmul(), Add(), Concat(), SharedScale())
 
 _BY_OP: dict[str, list[OperatorQuantizer]] = {}
 for _family in FAMILIES:
