@@ -3,7 +3,7 @@
 
 TVM's dlight GPU schedules apply automatically; with nvcc on PATH the package embeds a fatbin
 for the arch (no compile when the GPU machine first loads it). Check it on a GPU with
-scripts/check_cuda.py."""
+python -m benchmarks.check_cuda."""
 
 import sys
 
@@ -11,7 +11,7 @@ from build_common import build
 
 
 def gpu_steps(args) -> None:
-    print(f"\non a GPU machine: python scripts/check_cuda.py --package {args.output}  (runs, compares, times)")
+    print(f"\non a GPU machine: python -m benchmarks.check_cuda --package {args.output}  (runs, compares, times)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""scripts/bench.py, the benchmark matrix, in --quick mode on the bundled example: every system
-produces its figures and the results file has the documented schema. Nothing here judges speed
-(the machine may be busy); the timings only have to be well-formed."""
+"""`python -m benchmarks.matrix`, the benchmark matrix, in --quick mode on the bundled example:
+every system produces its figures and the results file has the documented schema. Nothing here
+judges speed (the machine may be busy); the timings only have to be well-formed."""
 
 import json
 import subprocess
@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from bundled_example import FP32_TOP1
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-sys.path.insert(0, str(SCRIPTS))
+from benchmarks import matrix
 
-import bench  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 EXAMPLE_SYSTEMS = [
     "pytorch fp32",
@@ -23,7 +23,6 @@ EXAMPLE_SYSTEMS = [
     "tvmq int8 untuned",
     "tvmq int8 tuned",
 ]
-BUNDLED_FP32_TOP1 = 94.6  # percent, onnxruntime on the 500 bundled test images
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +32,8 @@ def quick_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     (root / "logs" / "x86-avx2").mkdir(parents=True)
     output = root / "results.json"
-    command = [sys.executable, str(SCRIPTS / "bench.py"), "--quick", "--logs", str(root / "logs"), "--output", output]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    command = [sys.executable, "-m", "benchmarks.matrix", "--quick", "--logs", str(root / "logs"), "--output", output]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert finished.returncode == 0, finished.stderr[-3000:]
     return json.loads(output.read_text()), output.with_suffix(".md").read_text(), finished.stdout
 
@@ -71,9 +70,9 @@ def test_ratios_are_taken_against_onnxruntime_fp32_at_the_same_thread_count(exam
 def test_accuracy_on_the_bundled_test_images(example_rows):
     accuracy = {system: row["quality"]["top1_accuracy"] for system, row in example_rows.items()}
     for fp32 in ("onnxruntime fp32", "pytorch fp32", "tvmq fp32 untuned", "tvmq fp32 tuned"):
-        assert accuracy[fp32] == pytest.approx(BUNDLED_FP32_TOP1)
+        assert accuracy[fp32] == pytest.approx(100 * FP32_TOP1)
     for int8 in ("onnxruntime int8", "tvmq int8 untuned", "tvmq int8 tuned"):
-        assert abs(accuracy[int8] - BUNDLED_FP32_TOP1) <= 1.0
+        assert abs(accuracy[int8] - 100 * FP32_TOP1) <= 1.0
 
 
 def test_sizes_and_build_times_are_reported(example_rows):
@@ -104,19 +103,19 @@ def test_results_file_describes_the_run_and_holds_the_table(quick_run):
 
 
 def test_tuned_systems_are_skipped_without_a_tuning_log(tmp_path):
-    args = bench.parse_args(["--quick", "--logs", str(tmp_path)])
-    with pytest.raises(bench.Skipped, match=f"no tuning log at {tmp_path / 'x86-avx2'}"):
-        bench.tvmq_system("fp32", tuned=True)(None, args)
+    args = matrix.parse_args(["--quick", "--logs", str(tmp_path)])
+    with pytest.raises(matrix.Skipped, match=f"no tuning log at {tmp_path / 'x86-avx2'}"):
+        matrix.tvmq_system("fp32", tuned=True)(None, args)
 
 
 def test_a_missing_framework_skips_its_system_with_the_reason():
-    with pytest.raises(bench.Skipped, match="no_such_framework is not installed \\(PyTorch eager\\)"):
-        bench.require("no_such_framework", "PyTorch eager")
+    with pytest.raises(matrix.Skipped, match="no_such_framework is not installed \\(PyTorch eager\\)"):
+        matrix.require("no_such_framework", "PyTorch eager")
 
 
 def test_tuning_cost_is_read_from_the_logs_tuning_json(tmp_path):
     runs = [{"minutes": 6.0, "trials": 64}, {"minutes": 4.5, "trials": 40}]
     (tmp_path / "tuning.json").write_text(json.dumps({"example-fp32": {"runs": runs}}))
-    record = bench.tuning_record(tmp_path, "example-fp32", {"tuned": ["conv"], "untuned": ["pool", "dense"]})
+    record = matrix.tuning_record(tmp_path, "example-fp32", {"tuned": ["conv"], "untuned": ["pool", "dense"]})
     assert record["kernels_tuned"] == 1 and record["kernels"] == 3 and record["untuned"] == ["pool", "dense"]
     assert record["tuning_minutes"] == 10.5 and record["tuning_trials"] == 104

@@ -1,7 +1,7 @@
 """CUDA packages: compiled device code embedded when nvcc is at hand, and said so when not.
 
-No GPU is needed: these tests check what the package holds. scripts/check_cuda.py runs a
-package on a real GPU.
+No GPU is needed: these tests check what the package holds. `python -m benchmarks.check_cuda`
+runs a package on a real GPU.
 """
 
 import hashlib

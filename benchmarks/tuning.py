@@ -1,21 +1,22 @@
 """What tuning buys: untuned vs tuned tvmq against onnxruntime, and whether the shipped logs
 reproduce the tuned speed with no tuning.
 
-For each model and precision (see bench_models.py), in one run on this machine:
+For each model and precision (benchmarks/zoo.py), in one run on this machine:
 
     onnxruntime fp32        the reference the tuning bar is set against
     tvmq untuned            TVM's default code (--untuned; seconds per run on big models)
     tvmq shipped log        compiled with tuning_logs/<target>
     tvmq full log           compiled with the full tuning log the shipped one was pruned from
-                            (scripts/tune_shipped_logs.py --work), where it exists
+                            (python -m benchmarks.tune_shipped_logs --work), where it exists
 
 Latencies are medians over --rounds rounds (systems interleaved within a round, so drift hits
 all alike) at 1 and 2 threads; the spread is the range of the round medians. Also reported:
 compile time with and without a log, the log's kernel coverage, the ratio to onnxruntime fp32
 (the bar: tuned fp32 within 1.2x) and shipped/full (the bar: within 10%).
 
-    python scripts/bench_tune.py --models resnet18 efficientnet-lite0 [--precisions fp32 int8]
-                                 [--untuned] [--rounds 4] [--output FILE.json]
+    python -m benchmarks.tuning [--models resnet18 efficientnet-lite0] [--precisions fp32 int8]
+        [--untuned] [--threads 1 2] [--rounds 4] [--runs 20] [--target x86-avx2]
+        [--logs tuning_logs] [--work ~/.cache/tvmq/tuning] [--output FILE.json]
 """
 
 from __future__ import annotations
@@ -23,53 +24,50 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import logging
-import platform
 import tempfile
 from pathlib import Path
 
-import bench_models
 import numpy as np
-import onnxruntime as ort
-from bench_timing import interleaved_rounds, onnxruntime_timer, package_timer, spread, timed_compile
-from tune_shipped_logs import cpu_name
 
 from tvmq.frontend import load_model
 from tvmq.quantize import QConfig, quantize_model
 from tvmq.runtime import load_package
 
+from . import timing, zoo
+from .peers import onnxruntime_session
+
 
 def bench_model(name: str, precision: str, args: argparse.Namespace, workdir: Path) -> dict:
-    path, inputs = bench_models.export(name, workdir / "models")
+    path, inputs = zoo.export(name, workdir / "models")
     model = load_model(path, input_shapes={key: value.shape for key, value in inputs.items()})
     if precision == "int8":
-        data = bench_models.calibration(name, inputs, bench_models.CALIBRATION_SAMPLES)
+        data = zoo.calibration(name, inputs, zoo.CALIBRATION_SAMPLES)
         model = quantize_model(model, data, QConfig(), target=args.target)
     key = f"{name}-{precision}"
     logs = {"shipped log": args.logs / args.target, "full log": args.work / args.target / key}
     packages, compiles = {}, {}
     if args.untuned:
-        packages["untuned"], compiles["untuned"], _ = timed_compile(
+        packages["untuned"], compiles["untuned"], _ = timing.timed_compile(
             model, args.target, workdir / f"{key}-untuned", None
         )
     for system, log in logs.items():
         if log.is_dir():
             out = workdir / f"{key}-{system.split()[0]}"
-            packages[system], seconds, tuning = timed_compile(model, args.target, out, log)
+            packages[system], seconds, tuning = timing.timed_compile(model, args.target, out, log)
             compiles[system] = seconds
             compiles[f"{system} coverage"] = f"{len(tuning['tuned'])}/{len(tuning['tuned']) + len(tuning['untuned'])}"
     outputs = {system: load_package(p).run(inputs) for system, p in packages.items()}
-    reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, inputs)[0]
+    reference = onnxruntime_session(path).run(None, inputs)[0]
     max_diff = {system: float(np.abs(next(iter(o.values())) - reference).max()) for system, o in outputs.items()}
 
     summary: dict[str, dict[str, dict]] = {}
     for threads in args.threads:
-        timers = {"onnxruntime fp32": onnxruntime_timer(path, inputs, threads, args.runs)}
+        timers = {"onnxruntime fp32": timing.onnxruntime_timer(path, inputs, threads, args.runs)}
         for system, package_dir in packages.items():
             runs = 3 if system == "untuned" else args.runs
-            timers[f"tvmq {system}"] = package_timer(package_dir, inputs, threads, runs)
-        for system, medians in interleaved_rounds(timers, args.rounds).items():
-            summary.setdefault(system, {})[str(threads)] = spread(medians)
+            timers[f"tvmq {system}"] = timing.package_timer(package_dir, inputs, threads, runs)
+        for system, medians in timing.interleaved_rounds(timers, args.rounds).items():
+            summary.setdefault(system, {})[str(threads)] = timing.spread(medians)
     ratios = {}
     for threads in map(str, args.threads):
         ort_ms = summary["onnxruntime fp32"][threads]["median_ms"]
@@ -113,8 +111,10 @@ def markdown(results: list[dict], threads: list[int]) -> str:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", choices=bench_models.MODELS, default=["resnet18", "efficientnet-lite0"])
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", nargs="+", choices=zoo.MODELS, default=["resnet18", "efficientnet-lite0"])
     parser.add_argument("--precisions", nargs="+", choices=("fp32", "int8"), default=["fp32"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--rounds", type=int, default=4)
@@ -129,7 +129,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # tvmq's progress
+    timing.setup_logging()
     results = []
     with tempfile.TemporaryDirectory(prefix="tvmq-bench-tune-") as workdir:
         for name in args.models:
@@ -138,10 +138,8 @@ def main() -> None:
                 print(json.dumps(results[-1]["ratios"], indent=2))
     table = markdown(results, args.threads)
     print(table)
-    output = args.output or Path("benchmarks/results") / f"{datetime.date.today().isoformat()}-tuning.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"host": platform.node(), "cpu": cpu_name(), "target": args.target}
-    output.write_text(json.dumps({"machine": machine, "results": results, "table": table}, indent=2) + "\n")
+    output = args.output or timing.RESULTS_DIR / f"{datetime.date.today().isoformat()}-tuning.json"
+    timing.write_results(output, {"machine": timing.machine(target=args.target), "results": results, "table": table})
     print(f"written {output}")
 
 

@@ -6,15 +6,16 @@ Each model and precision is tuned into its own full log in --work/<target>/<mode
 warm-starts from what the log holds); the shipped log is then rewritten as the best records of
 itself and that full log, and tuning.json beside it records what each model's tuning cost.
 
-    python scripts/tune_shipped_logs.py --models resnet18 --precisions fp32 int8 \\
-        --trials 600 [--time-budget 40] [--target x86-avx2] [--work ~/.cache/tvmq/tuning]
+    python -m benchmarks.tune_shipped_logs --models resnet18 --precisions fp32 int8 \\
+        --trials 600 [--time-budget 40] [--target x86-avx2] [--calibration-samples 8]
+        [--logs tuning_logs] [--work ~/.cache/tvmq/tuning]
 
-int8 models are calibrated on --calibration-samples samples (bench_models.calibration); the
+int8 models are calibrated on --calibration-samples samples (benchmarks.zoo.calibration); the
 kernels do not depend on the calibration (tests/test_lower.py), so the logs serve any
 calibration of the model. They are quantized with the target's defaults (on x86 without VNNI,
 7-bit weights, so that the int8 kernels tensorized with vpmaddubsw are tuned); the log keeps
 the best plain kernels too, for models with 8-bit weights.
-Needs what scripts/bench_models.py needs (torch, transformers and the pretrained packages).
+Needs what benchmarks/zoo.py needs for the models (torch, transformers and the pretrained packages).
 """
 
 from __future__ import annotations
@@ -22,27 +23,26 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import logging
 import platform
 import tempfile
 from pathlib import Path
 
-import bench_models
-
 import tvmq
-from tvmq.files import write_atomically
 from tvmq.frontend import load_model
 from tvmq.kernels.log import merge
 from tvmq.quantize import quantize_model
 from tvmq.target import load_target
 from tvmq.tune.tuner import tune_model
 
+from . import zoo
+from .timing import cpu_name, setup_logging, write_text
+
 
 def tune_one(name: str, precision: str, args: argparse.Namespace, exports: Path) -> dict:
-    path, inputs = bench_models.export(name, exports)
+    path, inputs = zoo.export(name, exports)
     model = load_model(path, input_shapes={key: value.shape for key, value in inputs.items()})
     if precision == "int8":
-        data = bench_models.calibration(name, inputs, args.calibration_samples)
+        data = zoo.calibration(name, inputs, args.calibration_samples)
         model = quantize_model(model, data, target=args.target)
     key = f"{name}-{precision}"
     full_log = args.work / args.target / key
@@ -70,22 +70,16 @@ def tune_one(name: str, precision: str, args: argparse.Namespace, exports: Path)
         "kernels_tuned": sum(task.best_us is not None for task in result.tasks),
         "runs": runs,
     }
-    text = json.dumps(costs, indent=2, sort_keys=True) + "\n"
-    write_atomically(costs_file, lambda file: file.write(text.encode()))
+    write_text(costs_file, json.dumps(costs, indent=2, sort_keys=True) + "\n")
     print(f"{key}: {result.trials} trials in {result.seconds / 60:.1f} min; {shipped} holds {records} records")
     return costs[key]
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", choices=bench_models.MODELS, default=list(bench_models.MODELS))
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", nargs="+", choices=zoo.MODELS, default=list(zoo.MODELS))
     parser.add_argument("--precisions", nargs="+", choices=("fp32", "int8"), default=["fp32", "int8"])
     parser.add_argument("--trials", type=int, required=True, help="trials per model and precision")
     parser.add_argument("--time-budget", type=float, help="minutes per model and precision")
@@ -103,7 +97,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # tvmq's progress
+    setup_logging()
     load_target(args.target)  # an unknown preset fails before any model is exported
     with tempfile.TemporaryDirectory(prefix="tvmq-models-") as exports:
         for name in args.models:

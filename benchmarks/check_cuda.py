@@ -1,10 +1,12 @@
 """Check tvmq's CUDA packages on a real GPU in a few minutes: build, load, run, compare with the
 CPU build of the same model, time both.
 
-    python scripts/check_cuda.py                         # the bundled example, fp32 and fp16
-    python scripts/check_cuda.py --model m.onnx --input-shape x=1,3,224,224
-    python scripts/check_cuda.py --package CUDA_PKG --cpu-package CPU_PKG   # prebuilt (int8 too)
-    python scripts/check_cuda.py --build-only            # no GPU: build and inspect only
+    python -m benchmarks.check_cuda                         # the bundled example, fp32 and fp16
+    python -m benchmarks.check_cuda --model m.onnx --input-shape x=1,3,224,224
+    python -m benchmarks.check_cuda --package CUDA_PKG --cpu-package CPU_PKG   # prebuilt (int8 too)
+    python -m benchmarks.check_cuda --build-only            # no GPU: build and inspect only
+
+Each also takes --repeat N (the timed runs, default 20) and --json FILE (the results).
 
 For this GPU's compute capability (cuda-sm80 / cuda-sm90, or its own sm_XY) it builds the model
 in fp32 and fp16 plus a CPU package, then for each CUDA package:
@@ -13,7 +15,7 @@ in fp32 and fp16 plus a CPU package, then for each CUDA package:
   2. runs 8 random inputs on the GPU and on the CPU and checks they agree: fp32 and int8 to
      max |diff| <= 1e-4 + 1e-3 * max |cpu| (tvmq compile --verify's bound), fp16 to
      1e-3 + 1e-2 * max |cpu| (tvmq.tolerance);
-  3. times both with `Package.benchmark` (median of 20).
+  3. times both with `Package.benchmark` (median of --repeat runs).
 Prints a table, writes --json, exits 1 on a disagreement and 2 when there is no GPU.
 """
 
@@ -31,9 +33,10 @@ import numpy as np
 import tvmq
 from tvmq.files import write_atomically
 from tvmq.metadata import read_metadata
-from tvmq.resources import examples_dir
 from tvmq.runtime.devices import cuda_device
 from tvmq.tolerance import FP16_TOLERANCE, FP32_TOLERANCE, allowed_error
+
+from .zoo import EXAMPLE_MODEL
 
 SAMPLES = 8
 
@@ -103,8 +106,8 @@ def check_pair(cuda_dir: Path, cpu_dir: Path, repeat: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(examples_dir() / "fashion_mnist" / "model.onnx"))
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(EXAMPLE_MODEL))
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...")
     parser.add_argument("--package", help="a prebuilt CUDA package (needs --cpu-package)")
     parser.add_argument("--cpu-package", help="the CPU package of the same model and quantization")

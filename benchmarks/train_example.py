@@ -3,7 +3,7 @@
 tvmq's examples and tests need a real, non-trivial network with real data to
 compile, quantise and benchmark against.  This script produces one, fully
 offline and deterministically, from the Fashion-MNIST files installed by the
-``dataset-fashion-mnist`` package:
+``dataset-fashion-mnist`` package (``apt-get install dataset-fashion-mnist``):
 
     <out>/model.onnx        fp32 CNN, opset 17, BatchNorm folded into the convs,
                             input "image" [batch, 1, 28, 28] float32 in [0, 1],
@@ -14,13 +14,13 @@ offline and deterministically, from the Fashion-MNIST files installed by the
 
 Usage (from the repository root):
 
-    python scripts/train_example.py [--epochs 8] [--seed 0] [--out examples/fashion_mnist]
+    python -m benchmarks.train_example [--epochs 8] [--seed 0] [--out examples/fashion_mnist] [--threads 2]
 """
 
+from __future__ import annotations
+
 import argparse
-import gzip
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +29,10 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from .peers import onnxruntime_session, run_all
+from .zoo import OPSET, export_onnx, fashion_mnist
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATASET_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = [
     "T-shirt/top",
     "Trouser",
@@ -43,7 +45,6 @@ CLASS_NAMES = [
     "Bag",
     "Ankle boot",
 ]
-OPSET = 17
 BATCH_SIZE = 128
 LEARNING_RATE = 2e-3
 CALIBRATION_SIZE = 256
@@ -52,7 +53,7 @@ ORT_TOLERANCE = 1e-4
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=8, help="training epochs (default: 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed for every random choice (default: 0)")
     parser.add_argument(
@@ -63,31 +64,6 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default: 2)")
     return parser.parse_args()
-
-
-# --- data -------------------------------------------------------------------
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read a gzipped IDX file (the MNIST format) of unsigned bytes."""
-    if not path.exists():
-        raise FileNotFoundError(
-            f"Fashion-MNIST file not found: {path}\nInstall the dataset with: apt-get install dataset-fashion-mnist"
-        )
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    zero, dtype_code, ndim = data[0:2], data[2], data[3]
-    if zero != b"\x00\x00" or dtype_code != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def load_split(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Return (images float32 [N, 1, 28, 28] in [0, 1], labels int64 [N]) for "train" or "t10k"."""
-    images = read_idx(DATASET_DIR / f"{split}-images-idx3-ubyte.gz")
-    labels = read_idx(DATASET_DIR / f"{split}-labels-idx1-ubyte.gz")
-    return (images[:, None].astype(np.float32) / 255.0), labels.astype(np.int64)
 
 
 # --- model and training -----------------------------------------------------
@@ -141,25 +117,11 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int,
 # --- export and verification ------------------------------------------------
 
 
-def export_onnx(model: nn.Module, path: Path) -> None:
-    """Export with the TorchScript exporter, which folds eval-mode BatchNorm into the convs.
-
-    The default (dynamo) exporter would need onnxscript; the TorchScript one works
-    with torch alone, so its deprecation warning is silenced.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model,
-            (torch.zeros(1, 1, 28, 28),),
-            str(path),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-            do_constant_folding=True,
-        )
+def export(model: nn.Module, path: Path) -> None:
+    """Export with the TorchScript exporter (the dynamo one would need onnxscript), which folds
+    eval-mode BatchNorm into the convs, with a dynamic batch axis; check that it did."""
+    axes = {"image": {0: "batch"}, "logits": {0: "batch"}}
+    export_onnx(model, {"image": np.zeros((1, 1, 28, 28), np.float32)}, "logits", axes, path)
     onnx_model = onnx.load(str(path))
     onnx.checker.check_model(onnx_model, full_check=True)
     leftover_batchnorms = [n.name for n in onnx_model.graph.node if n.op_type == "BatchNormalization"]
@@ -168,10 +130,7 @@ def export_onnx(model: nn.Module, path: Path) -> None:
 
 
 def onnx_logits(session: ort.InferenceSession, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    chunks = [
-        session.run(["logits"], {"image": images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(chunks)
+    return run_all(lambda inputs: session.run(["logits"], inputs)[0], {"image": images}, batch_size)[0]
 
 
 def check_matches_torch(model: nn.Module, session: ort.InferenceSession, images: np.ndarray) -> None:
@@ -273,8 +232,8 @@ def main() -> None:
     torch.use_deterministic_algorithms(True)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    train_images, train_labels = load_split("train")
-    test_images, test_labels = load_split("t10k")
+    train_images, train_labels = fashion_mnist("train")
+    test_images, test_labels = fashion_mnist("t10k")
 
     model = build_model()
     started = time.perf_counter()
@@ -282,8 +241,8 @@ def main() -> None:
     print(f"training took {time.perf_counter() - started:.0f} s")
 
     model_path = args.out / "model.onnx"
-    export_onnx(model, model_path)
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    export(model, model_path)
+    session = onnxruntime_session(model_path)
     check_matches_torch(model, session, test_images[:16])
     accuracy_full = top1(session, test_images, test_labels)
     accuracy_bundled = top1(session, test_images[:BUNDLED_TEST_SIZE], test_labels[:BUNDLED_TEST_SIZE])
@@ -294,7 +253,7 @@ def main() -> None:
 
     save_data(args.out, train_images, test_images, test_labels, args.seed)
     command = (
-        f"python scripts/train_example.py --epochs {args.epochs} --seed {args.seed} --out {display_path(args.out)}"
+        f"python -m benchmarks.train_example --epochs {args.epochs} --seed {args.seed} --out {display_path(args.out)}"
     )
     write_readme(args.out, command, accuracy_full, accuracy_bundled)
     print(f"wrote {display_path(args.out)}")

@@ -21,25 +21,20 @@ only the first tvmq int8 row pays for running the float model over the calibrati
 
 Prints a markdown table (top-1, delta vs fp32 in points, top-1 agreement with fp32,
 calibrate + compile seconds, whether each tvmq configuration meets the two bars), and writes
-the same as JSON with `--json`. The bar against onnxruntime uses its best calibration method.
-The full run takes about 7 minutes on 2 cores; `--quick` (2,000 test images, 3 tvmq
-configurations, MinMax only for onnxruntime) about 1.
+the same as JSON with `--json`. The bar against onnxruntime uses its best calibration method. `--quick`: 2,000 test images,
+3 tvmq configurations, MinMax only for onnxruntime.
 
 Usage (from the repository root):
 
-    python scripts/bench_quant_accuracy.py [--quick] [--calib-samples 1000] [--json out.json]
-                                           [--workdir DIR] [--verbose]
+    python -m benchmarks.quant_accuracy [--quick] [--calib-samples 1000] [--json out.json]
+        [--workdir DIR] [--verbose]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import importlib.util
-import io
 import json
-import logging
 import tempfile
 import time
 import traceback
@@ -48,26 +43,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 import tvmq
 from tvmq.quantize import QConfig, quantize_model
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MODEL_PATH = REPO_ROOT / "examples" / "fashion_mnist" / "model.onnx"
-INPUT_NAME, OUTPUT_NAME = "image", "logits"
+from . import zoo
+from .metrics import describe_qconfig, fmt, yes_no
+from .peers import onnxruntime_int8_static, onnxruntime_runner, package_runner, run_all
+from .timing import setup_logging
+
+MODEL_PATH = zoo.EXAMPLE_MODEL
+INPUT_NAME = "image"
 BATCH = 100  # the tvmq model's batch size: test and calibration counts must be multiples of it
 QUICK_TEST_SAMPLES = 2000
 MAX_FP32_DROP = 0.3  # points of top-1 tvmq int8 may lose against fp32
 MAX_ORT_GAP = 0.1  # points of top-1 tvmq int8 may trail onnxruntime's best quantize_static
 SLACK = 1e-9  # the percentages are floats: a drop of exactly 0.3 points must pass
 DEFAULT_CONFIG = QConfig()
-ORT_METHODS = {
-    "MinMax": CalibrationMethod.MinMax,
-    "Entropy": CalibrationMethod.Entropy,
-    "Percentile": CalibrationMethod.Percentile,
-}
+ORT_METHODS = ("MinMax", "Entropy", "Percentile")  # onnxruntime's calibration methods, in the table's order
 
 
 @dataclass
@@ -85,7 +78,7 @@ class Result:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--quick", action="store_true", help=f"smoke run: {QUICK_TEST_SAMPLES} test images, a few configurations"
     )
@@ -107,37 +100,20 @@ def parse_args() -> argparse.Namespace:
 # --- data -------------------------------------------------------------------
 
 
-def load_train_example_module():
-    """scripts/train_example.py, for its Fashion-MNIST reader (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("train_example", REPO_ROOT / "scripts" / "train_example.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_data(test_samples: int | None, calib_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(test images, test labels, calibration images): float32 [N, 1, 28, 28] in [0, 1]."""
-    train_example = load_train_example_module()
-    test_images, test_labels = train_example.load_split("t10k")
-    train_images, _ = train_example.load_split("train")
+    test_images, test_labels = zoo.fashion_mnist("t10k")
+    train_images, _ = zoo.fashion_mnist("train")
     return test_images[:test_samples], test_labels[:test_samples], train_images[:calib_samples]
 
 
-# --- inference --------------------------------------------------------------
-
-
 def ort_logits(model_path: Path, images: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    return np.concatenate(
-        [session.run([OUTPUT_NAME], {INPUT_NAME: images[i : i + BATCH]})[0] for i in range(0, len(images), BATCH)]
-    )
+    """onnxruntime's logits for `images` (its default threads), in batches of the tvmq model's size."""
+    return run_all(onnxruntime_runner(model_path, threads=None), {INPUT_NAME: images}, BATCH)[0]
 
 
 def package_logits(package_dir: Path, images: np.ndarray) -> np.ndarray:
-    package = tvmq.load_package(package_dir)
-    return np.concatenate(
-        [package.run({INPUT_NAME: images[i : i + BATCH]})[OUTPUT_NAME] for i in range(0, len(images), BATCH)]
-    )
+    return run_all(package_runner(package_dir), {INPUT_NAME: images}, BATCH)[0]
 
 
 def timed(build: Callable[[], Path]) -> tuple[Path, float]:
@@ -149,32 +125,11 @@ def timed(build: Callable[[], Path]) -> tuple[Path, float]:
 # --- systems ----------------------------------------------------------------
 
 
-class BatchReader(CalibrationDataReader):
-    """Calibration images for onnxruntime, in model-sized batches."""
-
-    def __init__(self, images: np.ndarray):
-        self._batches = iter([{INPUT_NAME: images[i : i + BATCH]} for i in range(0, len(images), BATCH)])
-
-    def get_next(self) -> dict | None:
-        return next(self._batches, None)
-
-
 def ort_quantize(method: str, calib_images: np.ndarray, workdir: Path) -> Path:
-    """quantize_static: QDQ, per-channel int8 weights, uint8 activations, no reduce_range, the
-    calibrators' default settings. Its progress prints are kept out of the report on stdout."""
+    """quantize_static (QDQ, per-channel int8 weights, uint8 activations, no reduce_range) on
+    the calibration images, in model-sized batches."""
     output = workdir / f"ort-{method.lower()}.onnx"
-    with contextlib.redirect_stdout(io.StringIO()):
-        quantize_static(
-            MODEL_PATH,
-            output,
-            BatchReader(calib_images),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=ORT_METHODS[method],
-        )
-    return output
+    return onnxruntime_int8_static(MODEL_PATH, {INPUT_NAME: calib_images}, output, method=method, batch=BATCH)
 
 
 def tvmq_compile(model, package_dir: Path, simulate: bool = False) -> Path:
@@ -187,14 +142,6 @@ def tvmq_quantize_and_compile(
 ) -> Path:
     quantized = quantize_model(model, {INPUT_NAME: calib_images}, config, cache_dir=workdir / "calibration-cache")
     return tvmq_compile(quantized, package_dir, simulate)
-
-
-def describe(config: QConfig) -> str:
-    method = f"percentile {config.percentile:g}" if config.method == "percentile" else config.method
-    weights = "per-channel" if config.per_channel else "per-tensor"
-    weights += " 7-bit" if config.reduce_range else ""
-    activations = f"{config.activation_dtype} {'sym' if config.symmetric_activations else 'asym'}"
-    return f"{method}, {weights} weights, {activations} activations"
 
 
 def tvmq_grid(quick: bool) -> list[QConfig]:
@@ -278,7 +225,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Result]
     )
     results.append(tvmq_fp32)
 
-    for method in ["MinMax"] if args.quick else ORT_METHODS:
+    for method in ORT_METHODS[:1] if args.quick else ORT_METHODS:
         result = Result("onnxruntime int8", f"{method}, QDQ, per-channel int8 weights, uint8 asym activations")
         measure(
             result,
@@ -291,7 +238,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Result]
 
     realized_default = None
     for index, config in enumerate(tvmq_grid(args.quick)):
-        result = Result("tvmq int8", describe(config), config=config.to_json())
+        result = Result("tvmq int8", describe_qconfig(config), config=config.to_json())
         predicted = measure(
             result,
             lambda config=config, index=index: tvmq_quantize_and_compile(
@@ -306,7 +253,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Result]
         results.append(result)
 
     simulated = Result(
-        "tvmq simulate", describe(DEFAULT_CONFIG) + " (fake-quant float code)", config=DEFAULT_CONFIG.to_json()
+        "tvmq simulate", describe_qconfig(DEFAULT_CONFIG) + " (fake-quant float code)", config=DEFAULT_CONFIG.to_json()
     )
     simulated_classes = measure(
         simulated,
@@ -335,14 +282,6 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> tuple[list[Result]
 # --- report -----------------------------------------------------------------
 
 
-def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def yes_no(value: bool | None) -> str:
-    return "-" if value is None else ("yes" if value else "**no**")
-
-
 def markdown_table(results: list[Result]) -> str:
     header = (
         "| system | settings | top-1 % | Δ vs fp32 (points) | agrees with fp32 % | calibrate+compile s "
@@ -368,7 +307,7 @@ def report(results: list[Result], summary: dict) -> str:
     ]
     if summary["simulate_agrees_with_realized"] is not None:
         lines.append(
-            f"tvmq simulate vs realized ({describe(DEFAULT_CONFIG)}): same top-1 class on "
+            f"tvmq simulate vs realized ({describe_qconfig(DEFAULT_CONFIG)}): same top-1 class on "
             f"{summary['simulate_agrees_with_realized']:.2f}% of test images"
         )
     candidates = [r for r in results if r.system == "tvmq int8" and r.top1 is not None]
@@ -385,7 +324,7 @@ def report(results: list[Result], summary: dict) -> str:
 def main() -> None:
     args = parse_args()
     if args.verbose:
-        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+        setup_logging()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tvmq-bench-") as scratch:
         workdir = args.workdir or Path(scratch)

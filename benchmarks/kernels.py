@@ -14,8 +14,8 @@ speed-up over tuned fp32 (issue bar: >= 2x). Writes --output (JSON) and a markdo
 beside it. Tuning logs go to --workdir, so a second run with the same --workdir reuses them
 (and adds --trials more).
 
-    python scripts/bench_kernels.py [--targets x86-avx2 x86-vnni] [--layers matmul conv3x3]
-        [--trials 64] [--threads 1 2] [--rounds 3] [--runs 20] [--output FILE.json]
+    python -m benchmarks.kernels [--targets x86-avx2 x86-vnni] [--layers matmul conv3x3]
+        [--trials 64] [--threads 1 2] [--rounds 3] [--runs 20] [--workdir DIR] [--output FILE.json]
 """
 
 from __future__ import annotations
@@ -23,23 +23,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
-from bench_timing import interleaved_rounds, onnxruntime_timer, package_timer, spread
 from onnx import TensorProto, helper, numpy_helper
-from tune_shipped_logs import cpu_name
 
 import tvmq
-from tvmq.files import write_atomically
 from tvmq.quantize import quantize_model
 from tvmq.runtime.devices import cannot_run_here
 from tvmq.target import int8_dot_isa, load_target
 from tvmq.tune.tuner import tune_model
+
+from . import zoo
+from .peers import onnxruntime_int8_static
+from .timing import RESULTS_DIR, interleaved_rounds, machine, onnxruntime_timer, package_timer, spread, write_results
 
 CALIBRATION_SAMPLES = 8
 
@@ -76,7 +76,7 @@ def conv3x3_layer() -> tuple[onnx.ModelProto, dict[str, np.ndarray], int]:
 
 
 def _model(graph) -> onnx.ModelProto:
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", zoo.OPSET)])
 
 
 LAYERS = {"matmul": matmul_layer, "conv3x3": conv3x3_layer}
@@ -92,13 +92,11 @@ def calibration(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def build_systems(layer: str, args, workdir: Path) -> tuple[dict, dict, dict[str, np.ndarray], int]:
     """Timers and descriptions of every system for one layer."""
-    import bench_quant_fidelity as bqf
-
     proto, inputs, macs = LAYERS[layer]()
     onnx_path = workdir / f"{layer}.onnx"
     onnx.save(proto, onnx_path)
     ort_int8 = workdir / f"{layer}-ort-int8.onnx"
-    bqf.ort_static_int8(onnx_path, calibration(inputs), "MinMax", ort_int8)
+    onnxruntime_int8_static(onnx_path, calibration(inputs), ort_int8, method="MinMax")
     builds = {"onnxruntime fp32": onnx_path, "onnxruntime int8": ort_int8}
     notes = {}
     model = tvmq.load_model(onnx_path)
@@ -158,7 +156,7 @@ def table(results: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", nargs="+", default=["x86-avx2", "x86-avx512", "x86-vnni"])
     parser.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
     parser.add_argument("--trials", type=int, default=64, help="tuning trials per layer, precision and target")
@@ -168,14 +166,13 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", help="keeps models, tuning logs and packages (default: a temporary folder)")
     parser.add_argument("--output", help="results JSON (default benchmarks/results/<date>-kernels.json)")
     args = parser.parse_args(argv)
-    repo = Path(__file__).resolve().parent.parent
-    output = Path(args.output or repo / "benchmarks" / "results" / f"{datetime.date.today()}-kernels.json")
+    output = Path(args.output or RESULTS_DIR / f"{datetime.date.today()}-kernels.json")
     with contextlib.ExitStack() as stack:
         workdir = Path(args.workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-kernels-")))
         results = {
             "date": str(datetime.date.today()),
-            "machine": {"cpu": cpu_name(), "cores": tvmq.target.available_cores()},
-            "command": "python scripts/bench_kernels.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "machine": machine(),
+            "command": "python -m benchmarks.kernels " + " ".join(sys.argv[1:] if argv is None else argv),
             "layers": {},
         }
         for layer in args.layers:
@@ -185,12 +182,10 @@ def main(argv=None) -> int:
             results["layers"][layer] = {"macs": macs, "systems": notes, "threads": per_thread}
     markdown = table(results)
     print(markdown)
-    write_atomically(output, lambda f: f.write(json.dumps(results, indent=2).encode()))
-    write_atomically(output.with_suffix(".md"), lambda f: f.write(markdown.encode()))
+    write_results(output, results, markdown)
     print(f"wrote {output} and {output.with_suffix('.md')}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())
