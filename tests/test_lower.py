@@ -14,6 +14,7 @@ from tvm.script import relax as R
 from tvmq.codegen.lower import (
     CalibrationConstantsAsParameters,
     ClipAsMinMax,
+    FoldConstantTransposes,
     FoldPadIntoConv,
     PadInt8ConvChannels,
     erf_as_polynomial,
@@ -96,6 +97,36 @@ def test_a_zero_pad_before_a_float_convolution_becomes_its_padding():
 def test_other_pads_stay(pad_value, dtype, second_axes):
     before = _padded_conv(pad_value, dtype, second_axes)
     tvm.ir.assert_structural_equal(FoldPadIntoConv()(before), before)
+
+
+def test_a_transposed_constant_becomes_the_transposed_constant_and_a_transposed_input_stays():
+    """The layout change transposes weights; they are folded at compile time (with numpy, not
+    a kernel built for each), while a transpose of the model's input is real work."""
+    weight = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((2, 3, 4), "float32")):
+            with R.dataflow():
+                w = R.permute_dims(R.const(weight, "float32"), axes=[2, 0, 1])
+                t = R.permute_dims(x, axes=[2, 0, 1])
+                y = R.add(t, w)
+                R.output(y)
+            return y
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(x: R.Tensor((2, 3, 4), "float32")):
+            with R.dataflow():
+                t = R.permute_dims(x, axes=[2, 0, 1])
+                y = R.add(t, R.const(weight.transpose(2, 0, 1), "float32"))
+                R.output(y)
+            return y
+
+    folded = relax.transform.DeadCodeElimination()(FoldConstantTransposes()(Before))
+    tvm.ir.assert_structural_equal(folded, Expected)
 
 
 def test_float_erf_becomes_a_polynomial_within_4e_7_of_erf():

@@ -110,6 +110,21 @@ class FoldPadIntoConv(_Rewrite):
         )
 
 
+@relax.transform.function_pass(opt_level=0, name="tvmq.FoldConstantTransposes")
+class FoldConstantTransposes(_Rewrite):
+    """Transpose constants (the weights and biases the layout change permutes) with numpy at
+    compile time: FoldConstant would build and run a TVM kernel for each of them."""
+
+    def __init__(self):
+        self.constant = is_const()
+        self.pattern = is_op("relax.permute_dims")(self.constant)
+
+    def rewrite(self, call, matches):
+        value = constant_value(matches[self.constant])
+        axes = [int(a) for a in call.attrs.axes] if call.attrs.axes is not None else None
+        return relax.const(np.ascontiguousarray(value.transpose(axes)), str(value.dtype))
+
+
 @relax.expr_functor.mutator
 class _ErfAsPolynomial(relax.PyExprMutator):
     def visit_call_(self, call: relax.Call) -> relax.Expr:
@@ -212,7 +227,12 @@ def lower_pipeline(preset: TargetPreset) -> tvm.transform.Pass:
     if int8_dot_isa(preset.tvm_target()) is not None:
         passes.append(PadInt8ConvChannels())
     if cpu:
-        passes += [relax.transform.ConvertLayout(CHANNELS_LAST), relax.transform.FoldConstant(), FoldPadIntoConv()]
+        passes += [
+            relax.transform.ConvertLayout(CHANNELS_LAST),
+            FoldConstantTransposes(),
+            relax.transform.FoldConstant(),
+            FoldPadIntoConv(),
+        ]
     passes.append(CalibrationConstantsAsParameters())
     if cpu:
         passes.append(erf_as_polynomial)
