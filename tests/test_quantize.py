@@ -251,3 +251,28 @@ def test_a_concat_of_two_branches_joins_their_integers_and_feeds_the_next_layer_
     assert [str(c.args[0].ty.dtype) for c in convs] == ["uint8"] * 3
     simulated, integer = _run(quantized.mod, [data["x"][:1]]), _run(realized, [data["x"][:1]])
     np.testing.assert_allclose(integer, simulated, atol=0.05 * np.abs(simulated).max())
+
+
+def test_calibration_observes_the_float_model_as_compiled_code_computes_it():
+    """The observed model (compiled with tvmq's lowering and default schedules) returns an
+    observed convolution's output as numpy computes it, and the model's outputs beside it as
+    onnxruntime does."""
+    from tvmq.quantize.calibrate import ObservedModel
+    from tvmq.quantize.prepare import prepare_pipeline
+
+    model = tvmq.load_model(onnx_models.conv_net(), input_shapes={"image": (1, 3, 16, 16)})
+    mod = prepare_pipeline()(model.mod)
+    (conv, weight) = next(
+        (b.var, b.value.args[1].value.numpy())
+        for b in mod["main"].body.blocks[0].bindings
+        if b.value.op.name == "relax.nn.conv2d"
+    )
+    observed = ObservedModel(mod, [conv])
+    image = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    values = observed.run({"image": image}, model.inputs)
+    padded = np.pad(image[0], [(0, 0), (1, 1), (1, 1)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))  # c, y, x, ky, kx
+    expected = np.einsum("cyxij,ocij->oyx", windows, weight)[None]
+    np.testing.assert_allclose(values[conv], expected, rtol=1e-4, atol=1e-4)
+    (logits,) = observed.outputs
+    np.testing.assert_allclose(values[logits], model.reference({"image": image})[0], rtol=1e-4, atol=1e-5)

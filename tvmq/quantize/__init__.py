@@ -1,14 +1,16 @@
 """Quantize: float model -> QDQ model (calibrated) -> integer operators (at build time).
 
-    prepare   fold BatchNorm and per-channel affine ops into weights        (prepare.py)
-    annotate  choose the layers to run in int8 and their quantization points (annotate.py)
-    calibrate run the float model on data, one histogram per point          (calibrate.py)
-    ranges    minmax / percentile / entropy / mse range per point           (observers.py)
-    QDQ       insert quantize/dequantize pairs: the simulated model          (qdq.py)
-    realize   QDQ groups -> int8 x int8 -> int32 operators, fused requantize (realize.py)
+    prepare    fold BatchNorm, per-channel affine ops and zero pads into the layers (prepare.py)
+    annotate   choose the layers to run in int8 and their quantization points      (annotate.py)
+    calibrate  run the float model on data, one histogram per point               (calibrate.py)
+    ranges     minmax / percentile / entropy / mse range per point                (observers.py)
+    QDQ        insert quantize/dequantize pairs: the simulated model               (qdq.py)
+    realize    QDQ groups -> integer operators with fused requantize               (realize.py)
 
-`quantize_model` does the first five; `tvmq.compiler.compile_model` realizes (unless simulating),
-which is also how pre-quantized QDQ ONNX models become integer models.
+How each operator family is matched, simulated and realized lives in one class per family
+(operators/); the integer arithmetic they share in integer.py. `quantize_model` does the first
+five and measures the error per layer (report.py); `tvmq.compiler.compile_model` realizes
+(unless simulating), which is also how pre-quantized QDQ ONNX models become integer models.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tvmq.frontend.imported import ImportedModel
 from tvmq.ir import op_name, with_main
 from tvmq.progress import step
 from tvmq.quantize.annotate import QuantPlan, annotate
-from tvmq.quantize.calibrate import collect_statistics
+from tvmq.quantize.calibrate import ObservedModel, collect_statistics
 from tvmq.quantize.config import QConfig
 from tvmq.quantize.data import CalibrationData, load_calibration_data
 from tvmq.quantize.observers import compute_range
@@ -38,9 +40,8 @@ from tvmq.target import TargetPreset, load_target
 __all__ = ["QConfig", "QuantizationError", "for_codegen", "has_qdq", "quantize_model", "realize"]
 
 
-# Calibration samples on which the per-layer error is measured. The float and fake-quant models
-# run there as untuned TVM code (seconds a sample for ResNet-18): 16 samples of every layer's
-# activations give stable SQNR figures at a quarter of the 64 samples' ten minutes.
+# Calibration samples on which the per-layer error is measured (the float and the simulated
+# model each run them once): enough for stable SQNR figures of every layer.
 REPORT_SAMPLES = 16
 
 
@@ -90,8 +91,11 @@ def quantize_model(
         else load_calibration_data(calibration_data, model.inputs, config.num_samples)
     )
     points, mean_axes = plan.points, plan.mean_channel_axes()
+    # Shared-scale layers only pass their input's error on: the report measures the computing ones.
+    measured = [i for i, layer in enumerate(plan.layers) if not layer.shares_input_scale]
+    float_model = ObservedModel(mod, [*points, *(plan.layers[i].output for i in measured)])
     statistics = collect_statistics(
-        mod,
+        float_model,
         points,
         [mean_axes.get(point) for point in points],
         model.inputs,
@@ -106,14 +110,13 @@ def quantize_model(
         quantized_mod = with_main(mod, qdq)
     with step("measuring the quantization error per layer"):
         batches = list(data.batches(model.inputs))[: max(1, REPORT_SAMPLES // model.inputs[0].shape[0])]
-        # Shared-scale layers only pass their input's error on: report the computing ones.
-        measured = [(layer, out) for layer, out in zip(plan.layers, layer_outputs) if not layer.shares_input_scale]
+        quantized_outputs = [layer_outputs[i] for i in measured]
         error = quantization_error(
-            mod,
-            [layer.output for layer, _ in measured],
-            quantized_mod,
-            [out for _, out in measured],
-            [layer.title for layer, _ in measured],
+            float_model,
+            [plan.layers[i].output for i in measured],
+            ObservedModel(quantized_mod, quantized_outputs),
+            quantized_outputs,
+            [plan.layers[i].title for i in measured],
             model.inputs,
             batches,
         )
@@ -141,7 +144,7 @@ def _weight_bytes(plan: QuantPlan) -> dict:
 
 def for_codegen(mod: tvm.IRModule, simulate: bool = False) -> tvm.IRModule:
     """A quantized model realized into integer operators (unless simulating), a float model as
-    it is: the first step of tvmq.codegen.lower.codegen_module."""
+    it is: the first step of tvmq.compiler.codegen_module."""
     return realize(mod) if has_qdq(mod) and not simulate else mod
 
 
