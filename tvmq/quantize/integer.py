@@ -1,4 +1,6 @@
-"""The integer arithmetic that realized operators are built from, and the patterns they match.
+"""The Relax that quantized operators are built from: quantize/dequantize expressions (the
+simulated model), the patterns the realize rewrites match, and the integer arithmetic they
+replace them with.
 
 Every realize rewrite (one per operator family, tvmq.quantize.operators) matches an operator
 between dequantize inputs and a quantize output and replaces the group with integer Relax:
@@ -15,6 +17,20 @@ from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 from tvmq.ir import constant_value, is_constant, op_name, scalar_value
 from tvmq.quantize.qparams import QuantParams, fixed_point_multiplier, qrange, with_common_shift
+
+
+def quantize_expr(expr: relax.Expr, params: QuantParams) -> relax.Expr:
+    return relax.op.quantize(
+        expr, relax.const(params.scale), relax.const(params.zero_point), axis=_axis(params), out_dtype=params.dtype
+    )
+
+
+def dequantize_expr(expr: relax.Expr, params: QuantParams) -> relax.Expr:
+    return relax.op.dequantize(expr, relax.const(params.scale), relax.const(params.zero_point), axis=_axis(params))
+
+
+def _axis(params: QuantParams) -> int:
+    return params.axis if params.per_channel else -1
 
 
 def qparams_of(call: relax.Call) -> QuantParams | None:

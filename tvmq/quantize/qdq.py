@@ -10,30 +10,14 @@ family adds what its layers store quantized (weights and biases: `OperatorQuanti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from tvm import relax
 
+from tvmq.quantize.annotate import Layer, QuantPlan
 from tvmq.quantize.config import QConfig
 from tvmq.quantize.dataflow import DataflowGraph
+from tvmq.quantize.integer import dequantize_expr, quantize_expr
 from tvmq.quantize.qparams import QuantParams
-
-if TYPE_CHECKING:  # the families' qdq_value builds with this module's functions: no import at run time
-    from tvmq.quantize.annotate import Layer, QuantPlan
-
-
-def quantize_expr(expr: relax.Expr, params: QuantParams) -> relax.Expr:
-    return relax.op.quantize(
-        expr, relax.const(params.scale), relax.const(params.zero_point), axis=_axis(params), out_dtype=params.dtype
-    )
-
-
-def dequantize_expr(expr: relax.Expr, params: QuantParams) -> relax.Expr:
-    return relax.op.dequantize(expr, relax.const(params.scale), relax.const(params.zero_point), axis=_axis(params))
-
-
-def _axis(params: QuantParams) -> int:
-    return params.axis if params.per_channel else -1
 
 
 def _substitute(expr: relax.Expr, mapping: dict) -> relax.Expr:

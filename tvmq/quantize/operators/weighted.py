@@ -23,6 +23,7 @@ from tvmq.quantize.channels import channel_axis, per_channel_vector, weight_chan
 from tvmq.quantize.integer import (
     RealizeRewrite,
     activation_clip,
+    dequantize_expr,
     dequantize_pattern,
     int_const,
     is_activation_call,
@@ -32,7 +33,6 @@ from tvmq.quantize.integer import (
     with_activation,
 )
 from tvmq.quantize.operators.base import LayerMatch, OperatorQuantizer, fused_activation, is_float_tensor
-from tvmq.quantize.qdq import dequantize_expr
 from tvmq.quantize.qparams import QuantParams, affine_qparams, qrange
 
 LAYER_OPS = {"relax.nn.conv2d": "conv2d", "relax.matmul": "matmul"}
