@@ -1,8 +1,10 @@
 """tvmq: quantize, autotune and deploy ONNX and PyTorch models with Apache TVM.
 
-The pipeline, one subpackage a stage: frontend (model -> Relax) -> build (compile for a target,
-write a deployable package) -> runtime (load, run, benchmark). Quantization and tuning plug in
-between import and build.
+The pipeline, one subpackage a stage: frontend (model -> Relax) -> quantize (calibrated QDQ
+model, realized into integer operators) -> codegen, with kernels (lower the module, build it
+with default schedules or a tuning log) -> compiler (write a deployable package) -> runtime
+(load, run, benchmark). tune searches kernels' schedules into tuning logs; report and cli sit
+on top.
 
     model = tvmq.load_model("model.onnx", input_shapes={"image": (1, 3, 224, 224)})
     tvmq.compile_model(model, "x86-avx2", "out/")

@@ -1,4 +1,4 @@
-"""The `tvmq` command: a thin layer over the Python API (tvmq.frontend, build, runtime)."""
+"""The `tvmq` command: a thin layer over the Python API (tvmq.frontend, quantize, compiler, tune, runtime)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The metadata file of a deployable package: what the library computes, for which target, how
-it was built, and the library's checksum. Written by tvmq.build, read by tvmq.runtime."""
+it was built, and the library's checksum. Written by tvmq.compiler, read by tvmq.runtime."""
 
 from __future__ import annotations
 

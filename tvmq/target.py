@@ -122,7 +122,7 @@ def int8_activation_dtype(target) -> str:
 def int8_weights_need_7_bits(target) -> bool:
     """Whether int8 models for a TVM target keep their weights within 7 bits: its int8 kernels
     use vpmaddubsw, whose int16 pair sums 8-bit weights can overflow (see
-    tvmq.tune.int8_kernels); with VNNI they cannot."""
+    tvmq.kernels.intrinsics); with VNNI they cannot."""
     return int8_dot_isa(target) in SATURATING_INT8_DOT_ISAS
 
 

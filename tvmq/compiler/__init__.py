@@ -1,4 +1,4 @@
-"""Build: compile an imported model for a target and write a deployable package directory.
+"""Compiler: compile an imported model for a target and write a deployable package directory.
 
 A package is a directory holding the shared library (`model.so`, cross-compiled for ARM
 targets) and `metadata.json`: the signature, the target, tool versions, the quantization and

@@ -2,7 +2,7 @@
 
 On CPUs every kernel gets MetaSchedule's plain LLVM space with tvmq's default float schedule
 beside it; int8 kernels that the target's dot-product intrinsic computes get tvmq's int8 space,
-tiled around the intrinsic (tvmq.tune.int8_kernels). MetaSchedule's own choice by target
+tiled around the intrinsic (tvmq.kernels.intrinsics). MetaSchedule's own choice by target
 would tensorize int8 kernels on AVX-512 CPUs with TVM's intrinsics, the VNNI one that LLVM
 rejects and a vpmaddubsw one that overflows on 8-bit weights.
 """
