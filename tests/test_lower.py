@@ -13,6 +13,7 @@ from tvm.script import relax as R
 
 from tvmq.codegen.lower import (
     CalibrationConstantsAsParameters,
+    CIdentifiers,
     ClipAsMinMax,
     FoldConstantTransposes,
     FoldPadIntoConv,
@@ -127,6 +128,23 @@ def test_a_transposed_constant_becomes_the_transposed_constant_and_a_transposed_
 
     folded = relax.transform.DeadCodeElimination()(FoldConstantTransposes()(Before))
     tvm.ir.assert_structural_equal(folded, Expected)
+
+
+def test_gpu_code_names_every_variable_as_a_c_identifier():
+    """ONNX tensor names become kernel parameter names in CUDA C source: "/0/Conv" must be
+    spelled "_0_Conv", "1x" "v1x"; names that are identifiers already stay."""
+    x = relax.Var("/input", relax.TensorType((2,), "float32"))
+    builder = relax.BlockBuilder()
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            y = builder.emit(relax.op.add(x, x), name_hint="/0/Conv")
+            z = builder.emit(relax.op.multiply(y, y), name_hint="1x")
+            out = builder.emit_output(relax.op.negative(z), name_hint="ok_name")
+        builder.emit_func_output(out)
+    renamed = CIdentifiers()(builder.get())["main"]
+    names = [renamed.params[0].name] + [b.var.name for b in renamed.body.blocks[0].bindings]
+    assert names == ["_input", "_0_Conv", "v1x", "ok_name"]
+    tvm.ir.assert_structural_equal(renamed, builder.get()["main"], map_free_vars=True)
 
 
 def test_float_erf_becomes_a_polynomial_within_4e_7_of_erf():

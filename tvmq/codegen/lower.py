@@ -9,6 +9,8 @@ model's edges.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import tvm
 from tvm import relax, topi
@@ -146,6 +148,32 @@ def erf_as_polynomial(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
     return mutator.builder_.get()
 
 
+@relax.expr_functor.mutator
+class _CIdentifiers(relax.PyExprMutator):
+    def visit_var_def_(self, var):
+        name = re.sub(r"\W", "_", var.name)
+        name = name if name[:1].isalpha() or name[:1] == "_" else f"v{name}"
+        if name == var.name:
+            return var
+        renamed = type(var)(name, var.ty)
+        self.set_var_remap(var, renamed)
+        return renamed
+
+    def visit_dataflow_var_def_(self, var):
+        return self.visit_var_def_(var)
+
+
+@relax.transform.function_pass(opt_level=0, name="tvmq.CIdentifiers")
+class CIdentifiers:
+    """Name every Relax variable as a C identifier. Kernel parameters are named after the
+    variables they come from, and the CUDA codegen writes those names into C source unchanged:
+    an ONNX tensor named "/layer1/Relu" would give `float* /layer1/Relu_ptr`, which no CUDA
+    compiler accepts. Names do not change what the code computes."""
+
+    def transform_function(self, func: relax.Function, _mod: tvm.IRModule, _ctx) -> relax.Function:
+        return _CIdentifiers().visit_expr(func)
+
+
 ELEMENTWISE = ("relax.add", "relax.subtract", "relax.multiply", "relax.right_shift", "relax.maximum", "relax.minimum")
 
 
@@ -218,12 +246,13 @@ class PadInt8ConvChannels(_Rewrite):
 
 
 def lower_pipeline(preset: TargetPreset) -> tvm.transform.Pass:
-    """The lowering for `preset`: clips as min/max; int8 convolutions padded to whole groups of
+    """The lowering for `preset`: on GPU targets, variables named as C identifiers; clips as
+    min/max; int8 convolutions padded to whole groups of
     4 input channels where the target has int8 dot products; on CPU targets channels-last
     (GPU targets keep the model's layout for TVM's GPU schedules) with pads folded into the
     convolutions and erf as a polynomial; the calibration's numbers as kernel parameters."""
     cpu = preset.kind == "llvm"
-    passes = [ClipAsMinMax()]
+    passes = [ClipAsMinMax()] if cpu else [CIdentifiers(), ClipAsMinMax()]
     if int8_dot_isa(preset.tvm_target()) is not None:
         passes.append(PadInt8ConvChannels())
     if cpu:

@@ -17,7 +17,7 @@ from pathlib import Path
 import tvmq
 from tvmq.codegen.lower import lower_for_target
 from tvmq.codegen.pipeline import build_executable, build_tuned_executable
-from tvmq.compiler.cuda import CUDA_KIND, compile_device_code, cuda_source, pack_imports_with, with_c_identifiers
+from tvmq.compiler.cuda import CUDA_KIND, compile_device_code, cuda_source, pack_imports_with
 from tvmq.compiler.package import export_library, write_package_atomically
 from tvmq.frontend import ImportedModel
 from tvmq.metadata import LIBRARY_FILE, LibraryInfo, PackageMetadata, file_sha256
@@ -76,9 +76,7 @@ def compile_model(
     check_compiler(preset)
     quantized = has_qdq(model.mod)
     with step("realizing integer operators" if quantized and not simulate else "preparing the model"):
-        # CUDA C source must name kernel parameters as C identifiers; CPU code has no such limit.
-        source = with_c_identifiers(model.mod) if preset.kind == CUDA_KIND else model.mod
-        mod = codegen_module(source, preset, simulate)
+        mod = codegen_module(model.mod, preset, simulate)
     tuning = None
     if tuning_log is None:
         executable = build_executable(mod, preset)

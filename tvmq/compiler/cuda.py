@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -29,37 +28,6 @@ from tvmq.progress import step
 from tvmq.target import TargetPreset
 
 CUDA_KIND = "cuda"
-
-
-def with_c_identifiers(mod):
-    """`mod` with every Relax variable named as a C identifier.
-
-    Kernel parameters are named after the variables they come from, and the CUDA codegen
-    writes those names into C source unchanged: an ONNX tensor named "/layer1/Relu" yields
-    `float* /layer1/Relu_ptr`, which nvcc and NVRTC reject (seen on the bundled example).
-    Names do not change what the code computes."""
-    from tvm import relax
-
-    @relax.expr_functor.mutator
-    class Renamer(relax.PyExprMutator):
-        def visit_var_def_(self, var):
-            name = re.sub(r"\W", "_", var.name)
-            name = name if name[:1].isalpha() or name[:1] == "_" else f"v{name}"
-            if name == var.name:
-                return var
-            renamed = type(var)(name, var.ty)
-            self.set_var_remap(var, renamed)
-            return renamed
-
-        def visit_dataflow_var_def_(self, var):
-            return self.visit_var_def_(var)
-
-    mod = mod.clone()
-    renamer = Renamer()
-    for global_var, function in list(mod.functions.items()):
-        if isinstance(function, relax.Function):
-            mod[global_var] = renamer.visit_expr(function)
-    return mod
 
 
 @dataclass(frozen=True)
