@@ -86,15 +86,20 @@ class QuantPlan:
                 return self.alias_of(layer.inputs[0])
         return tensor
 
+    def input_as_measured(self, layer: Layer) -> relax.Expr | None:
+        """The point `layer` reads, if it reads it as it is (not through a reshape): then the
+        point's per-channel means are those of the layer's input channels."""
+        source, tensor = self.alias_of(layer.inputs[0]), layer.inputs[0]
+        return source if _shape(source) == _shape(tensor) else None
+
     def mean_channel_axes(self) -> dict[relax.Expr, int]:
         """The points whose per-channel means bias correction needs, with their channel axis:
-        those that weighted layers read as they are (not through a reshape)."""
+        those that weighted layers read as they are."""
         axes = {}
         for layer in self.layers:
-            if layer.weighted:
-                source, tensor = self.alias_of(layer.inputs[0]), layer.inputs[0]
-                if _shape(source) == _shape(tensor):
-                    axes.setdefault(source, channel_axis(layer.op, len(tensor.ty.shape)))
+            source = self.input_as_measured(layer) if layer.weighted else None
+            if source is not None:
+                axes.setdefault(source, channel_axis(layer.op, len(layer.inputs[0].ty.shape)))
         return axes
 
 

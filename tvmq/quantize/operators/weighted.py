@@ -69,10 +69,8 @@ class WeightedLayer(OperatorQuantizer):
         if layer.bias is None or not var.same_as(qdq.graph.only_user(layer.anchor)):
             return value
         bias = layer.bias
-        source = qdq.plan.alias_of(layer.inputs[0])
-        # Means are per channel of the measured tensor: usable when the layer reads it as it is,
-        # not through a reshape.
-        if qdq.config.bias_correction and source in qdq.channel_means and _same_shape(source, layer.inputs[0]):
+        source = qdq.plan.input_as_measured(layer)
+        if qdq.config.bias_correction and source in qdq.channel_means:
             bias = bias - weight_rounding_shift(layer.op, layer.weight, w_params, qdq.channel_means[source])
         anchor_call = qdq.graph.value[layer.anchor]
         return relax.op.add(qdq.env[layer.anchor], _bias_expr(bias, anchor_call, qdq.params[layer.inputs[0]], w_params))
@@ -97,10 +95,6 @@ def _bias_add(graph, var, op, call, channels):
     ndim = len(call.ty.shape)
     vector = per_channel_vector(constant_value(other), ndim, channel_axis(op, ndim), channels)
     return (var, None) if vector is None else (user, vector)
-
-
-def _same_shape(a: relax.Expr, b: relax.Expr) -> bool:
-    return [int(d) for d in a.ty.shape] == [int(d) for d in b.ty.shape]
 
 
 def weight_qparams(op: str, weight: np.ndarray, per_channel: bool, reduce_range: bool = False) -> QuantParams:
