@@ -16,27 +16,15 @@ import tvm
 from tvm import relax, topi
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
-from tvmq.ir import constant_value
+from tvmq.ir import PatternRewrite, constant_value
 from tvmq.target import TargetPreset, int8_dot_isa
 
 # Pooling and elementwise operators follow their input's layout.
 CHANNELS_LAST = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 
 
-class _Rewrite:
-    """A function pass made of one pattern and its rewrite (`rewrite_call`)."""
-
-    pattern = None
-
-    def rewrite(self, expr: relax.Call, matches) -> relax.Expr:
-        raise NotImplementedError
-
-    def transform_function(self, func: relax.Function, _mod: tvm.IRModule, _ctx) -> relax.Function:
-        return rewrite_call(self.pattern, self.rewrite, func)
-
-
 @relax.transform.function_pass(opt_level=0, name="tvmq.ClipAsMinMax")
-class ClipAsMinMax(_Rewrite):
+class ClipAsMinMax(PatternRewrite):
     """Rewrite clip(x, lo, hi) (ReLU6, integer saturation) as minimum(maximum(x, lo), hi).
     Relax's layout conversion knows no clip and would transpose back to NCHW around every one;
     the elementwise pair passes any layout through and fuses the same."""
@@ -51,7 +39,7 @@ class ClipAsMinMax(_Rewrite):
 
 
 @relax.transform.function_pass(opt_level=0, name="tvmq.FoldPadIntoConv")
-class FoldPadIntoConv(_Rewrite):
+class FoldPadIntoConv(PatternRewrite):
     """Fold an explicit zero Pad of a float convolution's height and width into the
     convolution's own padding, in any layout, also where the layout change has put it between
     a transpose and its inverse (it converts Pad only in the model's own layout). Exporters
@@ -113,7 +101,7 @@ class FoldPadIntoConv(_Rewrite):
 
 
 @relax.transform.function_pass(opt_level=0, name="tvmq.FoldConstantTransposes")
-class FoldConstantTransposes(_Rewrite):
+class FoldConstantTransposes(PatternRewrite):
     """Transpose constants (the weights and biases the layout change permutes) with numpy at
     compile time: FoldConstant would build and run a TVM kernel for each of them."""
 
@@ -178,7 +166,7 @@ ELEMENTWISE = ("relax.add", "relax.subtract", "relax.multiply", "relax.right_shi
 
 
 @relax.transform.function_pass(opt_level=0, name="tvmq.CalibrationConstantsAsParameters")
-class CalibrationConstantsAsParameters(_Rewrite):
+class CalibrationConstantsAsParameters(PatternRewrite):
     """Turn the scalar constants that calibration chooses into tensor constants: integer
     operands of elementwise operators (requantization shifts, zero points, clamp bounds) get the
     other operand's rank with one element; per-tensor quantize/dequantize parameters become
@@ -217,7 +205,7 @@ class CalibrationConstantsAsParameters(_Rewrite):
 
 
 @relax.transform.function_pass(opt_level=0, name="tvmq.PadInt8ConvChannels")
-class PadInt8ConvChannels(_Rewrite):
+class PadInt8ConvChannels(PatternRewrite):
     """Give every int8 convolution (NCHW, OIHW constant weights, one group) a multiple of
     `multiple` input channels, padding with channels of zero weights: tvmq's int8 dot-product
     intrinsics sum 4 channels at a time, and an image stem with 3 channels would otherwise stay

@@ -92,8 +92,8 @@ def quantize_model(
     )
     points, mean_axes = plan.points, plan.mean_channel_axes()
     # Shared-scale layers only pass their input's error on: the report measures the computing ones.
-    measured = [i for i, layer in enumerate(plan.layers) if not layer.shares_input_scale]
-    float_model = ObservedModel(mod, [*points, *(plan.layers[i].output for i in measured)])
+    measured = [layer for layer in plan.layers if not layer.shares_input_scale]
+    float_model = ObservedModel(mod, [*points, *(layer.output for layer in measured)])
     statistics = collect_statistics(
         float_model,
         points,
@@ -110,13 +110,14 @@ def quantize_model(
         quantized_mod = with_main(mod, qdq)
     with step("measuring the quantization error per layer"):
         batches = list(data.batches(model.inputs))[: max(1, REPORT_SAMPLES // model.inputs[0].shape[0])]
-        quantized_outputs = [layer_outputs[i] for i in measured]
+        simulated = dict(zip(plan.layers, layer_outputs))
+        quantized_outputs = [simulated[layer] for layer in measured]
         error = quantization_error(
             float_model,
-            [plan.layers[i].output for i in measured],
+            [layer.output for layer in measured],
             ObservedModel(quantized_mod, quantized_outputs),
             quantized_outputs,
-            [plan.layers[i].title for i in measured],
+            [layer.title for layer in measured],
             model.inputs,
             batches,
         )

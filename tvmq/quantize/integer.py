@@ -11,9 +11,8 @@ range and its fused activation's, in int64 so nothing overflows.
 from __future__ import annotations
 
 import numpy as np
-import tvm
 from tvm import relax
-from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_const, is_op, wildcard
 
 from tvmq.ir import constant_value, is_constant, op_name, scalar_value
 from tvmq.quantize.qparams import QuantParams, fixed_point_multiplier, qrange, with_common_shift
@@ -143,26 +142,3 @@ def activation_clip(expr: relax.Expr) -> tuple[float, float] | None:
 def is_activation_call(expr: relax.Expr) -> bool:
     """Whether a matched `with_activation` includes its ReLU or clip."""
     return op_name(expr) in ("relax.nn.relu", "relax.clip")
-
-
-class RealizeRewrite:
-    """A realize rewrite as a Relax function pass (subclasses are decorated with
-    `relax.transform.function_pass`): `pattern`, built once, and `rewrite(expr, matches)`,
-    which returns the match unchanged when its parameters do not allow integer code, leaving
-    that group simulated (correct, just not integer)."""
-
-    pattern = None
-
-    def rewrite(self, expr: relax.Call, matches) -> relax.Expr:
-        raise NotImplementedError
-
-    def transform_function(self, func: relax.Function, _mod: tvm.IRModule, _ctx) -> relax.Function:
-        return rewrite_call(self.pattern, self.rewrite, func)
-
-    def as_pass(self) -> tvm.transform.Pass:
-        """This rewrite as a function pass over every Relax function of a module."""
-        return relax.transform.function_pass(
-            lambda func, mod, ctx: self.transform_function(func, mod, ctx),
-            opt_level=0,
-            name=f"tvmq.{type(self).__name__.lstrip('_')}",
-        )

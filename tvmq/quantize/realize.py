@@ -15,11 +15,12 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from tvmq.quantize.integer import RealizeRewrite, dequantize_pattern, qparams_of, quantize_pattern, rescale
+from tvmq.ir import PatternRewrite
+from tvmq.quantize.integer import dequantize_pattern, qparams_of, quantize_pattern, rescale
 from tvmq.quantize.operators import FAMILIES
 
 
-class FoldQuantizeDequantize(RealizeRewrite):
+class FoldQuantizeDequantize(PatternRewrite):
     """quantize(dequantize(x_q)) between two quantized operators: rescale the integers."""
 
     def __init__(self):

@@ -9,8 +9,8 @@ import numpy as np
 from tvm import relax
 from tvm.relax.dpl import is_op
 
+from tvmq.ir import PatternRewrite
 from tvmq.quantize.integer import (
-    RealizeRewrite,
     activation_clip,
     dequantize_pattern,
     int_const,
@@ -39,7 +39,7 @@ class ActivationMatmul(OperatorQuantizer):
         return [_RealizeActivationMatmulToFloat().as_pass()]
 
 
-class _RealizeActivationMatmul(RealizeRewrite):
+class _RealizeActivationMatmul(PatternRewrite):
     def __init__(self):
         self.dq_a, self.dq_b = dequantize_pattern(), dequantize_pattern()
         self.matmul = is_op("relax.matmul")(self.dq_a, self.dq_b)

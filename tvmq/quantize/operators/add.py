@@ -11,8 +11,8 @@ import numpy as np
 from tvm import relax
 from tvm.relax.dpl import is_op
 
+from tvmq.ir import PatternRewrite
 from tvmq.quantize.integer import (
-    RealizeRewrite,
     activation_clip,
     dequantize_pattern,
     int_const,
@@ -42,7 +42,7 @@ class Add(OperatorQuantizer):
         return [_RealizeAdd().as_pass()]
 
 
-class _RealizeAdd(RealizeRewrite):
+class _RealizeAdd(PatternRewrite):
     def __init__(self):
         self.dq_a, self.dq_b = dequantize_pattern(), dequantize_pattern()
         self.add = is_op("relax.add")(self.dq_a, self.dq_b)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from tvm import relax
 from tvm.relax.dpl import is_op, wildcard
 
-from tvmq.ir import op_name
+from tvmq.ir import PatternRewrite, op_name
 from tvmq.quantize.dataflow import DataflowGraph
-from tvmq.quantize.integer import RealizeRewrite, qparams_of, quantize_pattern, rescale
+from tvmq.quantize.integer import qparams_of, quantize_pattern, rescale
 from tvmq.quantize.operators.base import LayerMatch, OperatorQuantizer, is_float_tensor
 
 
@@ -25,7 +25,7 @@ class Concat(OperatorQuantizer):
         return [_RealizeConcat().as_pass()]
 
 
-class _RealizeConcat(RealizeRewrite):
+class _RealizeConcat(PatternRewrite):
     def __init__(self):
         self.fields = wildcard()
         self.concat = is_op("relax.concat")(self.fields)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from tvm import relax
 from tvm.relax.dpl import wildcard
 
-from tvmq.ir import op_name
+from tvmq.ir import PatternRewrite, op_name
 from tvmq.quantize.dataflow import DataflowGraph
-from tvmq.quantize.integer import RealizeRewrite, qparams_of, quantize_pattern, rescale
+from tvmq.quantize.integer import qparams_of, quantize_pattern, rescale
 from tvmq.quantize.operators.base import LayerMatch, OperatorQuantizer
 
 MOVING = {
@@ -50,7 +50,7 @@ class SharedScale(OperatorQuantizer):
         return [_RealizeSharedScale().as_pass()]
 
 
-class _RealizeSharedScale(RealizeRewrite):
+class _RealizeSharedScale(PatternRewrite):
     def __init__(self):
         self.op = wildcard()
         self.pattern = quantize_pattern(self.op)

@@ -18,10 +18,9 @@ import numpy as np
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, wildcard
 
-from tvmq.ir import constant_value, is_constant, op_name
+from tvmq.ir import PatternRewrite, constant_value, is_constant, op_name
 from tvmq.quantize.channels import channel_axis, per_channel_vector, weight_channel_axis
 from tvmq.quantize.integer import (
-    RealizeRewrite,
     activation_clip,
     dequantize_expr,
     dequantize_pattern,
@@ -144,7 +143,7 @@ def _bias_expr(bias: np.ndarray, anchor_call: relax.Call, input_params: QuantPar
     return dequantize_expr(relax.const(bias_i32.reshape(shape)), bias_params)
 
 
-class _RealizeWeightedLayer(RealizeRewrite):
+class _RealizeWeightedLayer(PatternRewrite):
     """conv2d / matmul with constant int8 weights (zero point 0), optional int32 bias and
     activation, into an integer layer with fused requantization."""
 
