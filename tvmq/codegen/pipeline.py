@@ -80,6 +80,7 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
     from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
     from tvm.relax.backend.cuda import pipeline as cuda_pipeline
 
+    from tvmq.codegen.fold import FoldConstantKernels
     from tvmq.kernels.float_schedule import default_float_schedule
     from tvmq.kernels.gpu_schedule import default_gpu_schedule
     from tvmq.kernels.int8_schedule import default_int8_schedule, fold_padded_weight_packing
@@ -106,7 +107,7 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
         fuse += [
             fold_padded_weight_packing(),
             relax.transform.SplitLayoutRewritePreproc(),
-            relax.transform.FoldConstant(),
+            FoldConstantKernels(),
         ]
     if gpu:
         fuse.append(default_gpu_schedule())
