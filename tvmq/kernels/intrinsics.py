@@ -16,6 +16,7 @@ must not change.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import tvm
@@ -112,42 +113,49 @@ def _accumulating_dot(lanes: int, activation: str, instruction: str) -> tvm.tirx
     return implementation
 
 
-@T.prim_func(s_tir=True)
-def _smull_dot_4x4(
-    A: T.Buffer((4,), "int8", offset_factor=1),
-    B: T.Buffer((4, 4), "int8", offset_factor=1),
-    C: T.Buffer((4,), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-        T.writes(C[0:4])
-        # Without sdot: the 4 activations twice against two weight rows at a time, products in
-        # int16 (smull; |s8 x s8| <= 2^14, exact), neighbours added into int32 (saddlp), then
-        # the two halves of each row added (addp).
-        a_twice = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"), 2), dtype="int8x8")
-        weights = B.vload([0, 0], dtype="int8x16")
-        rows01 = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
-            a_twice,
-            T.vectorlow(weights, dtype="int8x8"),
-            dtype="int16x8",
-        )
-        rows23 = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
-            a_twice,
-            T.vectorhigh(weights, dtype="int8x8"),
-            dtype="int16x8",
-        )
-        C[T.ramp(T.int32(0), 1, 4)] += T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v4i32"),
-            T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"), rows01, dtype="int32x4"
-            ),
-            T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"), rows23, dtype="int32x4"
-            ),
-            dtype="int32x4",
-        )
+def _smull_dot_4x4() -> tvm.tirx.PrimFunc:
+    """Without sdot: smull + saddlp + addp on 4 lanes."""
+
+    @T.prim_func(s_tir=True)
+    def implementation(
+        A: T.Buffer((4,), "int8", offset_factor=1),
+        B: T.Buffer((4, 4), "int8", offset_factor=1),
+        C: T.Buffer((4,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+            T.writes(C[0:4])
+            # Without sdot: the 4 activations twice against two weight rows at a time, products in
+            # int16 (smull; |s8 x s8| <= 2^14, exact), neighbours added into int32 (saddlp), then
+            # the two halves of each row added (addp).
+            a_twice = T.reinterpret(
+                T.broadcast(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"), 2), dtype="int8x8"
+            )
+            weights = B.vload([0, 0], dtype="int8x16")
+            rows01 = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
+                a_twice,
+                T.vectorlow(weights, dtype="int8x8"),
+                dtype="int16x8",
+            )
+            rows23 = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v8i16"),
+                a_twice,
+                T.vectorhigh(weights, dtype="int8x8"),
+                dtype="int16x8",
+            )
+            C[T.ramp(T.int32(0), 1, 4)] += T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp.v4i32"),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"), rows01, dtype="int32x4"
+                ),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.saddlp.v4i32.v8i16"), rows23, dtype="int32x4"
+                ),
+                dtype="int32x4",
+            )
+
+    return implementation
 
 
 @dataclass(frozen=True)
@@ -170,41 +178,53 @@ class DotIntrin:
         return _DESCRIPTIONS[self.lanes, self.activation]
 
 
-_DESCRIPTIONS = {(lanes, a): _dot_description(lanes, a) for lanes, a in ((16, "uint8"), (8, "uint8"), (4, "int8"))}
-INTRINSICS = {
-    intrin.isa: intrin
-    for intrin in (
-        DotIntrin(
-            "tvmq_avx512vnni_u8s8i32_dot_16x4",
-            "avx512vnni",
-            16,
-            "uint8",
-            _accumulating_dot(16, "uint8", "llvm.x86.avx512.vpdpbusd.512"),
-        ),
-        DotIntrin(
-            "tvmq_avx512bw_u8s8i32_dot_16x4",
-            "avx512bw",
-            16,
-            "uint8",
-            _pmaddubsw_dot(16, "llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512"),
-        ),
-        DotIntrin(
-            "tvmq_avx2_u8s8i32_dot_8x4",
-            "avx2",
-            8,
-            "uint8",
-            _pmaddubsw_dot(8, "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
-        ),
-        DotIntrin(
-            "tvmq_sdot_s8s8i32_dot_4x4",
-            "dotprod",
-            4,
-            "int8",
-            _accumulating_dot(4, "int8", "llvm.aarch64.neon.sdot.v4i32.v16i8"),
-        ),
-        DotIntrin("tvmq_neon_s8s8i32_dot_4x4", "neon", 4, "int8", _smull_dot_4x4),
-    )
-}
+def _parsed_on_a_short_stack(build):
+    """`build()` run in a thread of its own. TVMScript's @T.prim_func reads the source of every
+    frame on the caller's stack; when this module is imported from deep inside other imports
+    (as a compile does), the importer's frozen frames make that seconds."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(build).result()
+
+
+_DESCRIPTIONS = _parsed_on_a_short_stack(
+    lambda: {(lanes, a): _dot_description(lanes, a) for lanes, a in ((16, "uint8"), (8, "uint8"), (4, "int8"))}
+)
+INTRINSICS = _parsed_on_a_short_stack(
+    lambda: {
+        intrin.isa: intrin
+        for intrin in (
+            DotIntrin(
+                "tvmq_avx512vnni_u8s8i32_dot_16x4",
+                "avx512vnni",
+                16,
+                "uint8",
+                _accumulating_dot(16, "uint8", "llvm.x86.avx512.vpdpbusd.512"),
+            ),
+            DotIntrin(
+                "tvmq_avx512bw_u8s8i32_dot_16x4",
+                "avx512bw",
+                16,
+                "uint8",
+                _pmaddubsw_dot(16, "llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512"),
+            ),
+            DotIntrin(
+                "tvmq_avx2_u8s8i32_dot_8x4",
+                "avx2",
+                8,
+                "uint8",
+                _pmaddubsw_dot(8, "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
+            ),
+            DotIntrin(
+                "tvmq_sdot_s8s8i32_dot_4x4",
+                "dotprod",
+                4,
+                "int8",
+                _accumulating_dot(4, "int8", "llvm.aarch64.neon.sdot.v4i32.v16i8"),
+            ),
+            DotIntrin("tvmq_neon_s8s8i32_dot_4x4", "neon", 4, "int8", _smull_dot_4x4()),
+        )
+    }
+)
 
 
 def register_intrinsics() -> None:
