@@ -16,7 +16,7 @@ import tvm
 from tvm import relax, topi
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
-from tvmq.ir import PatternRewrite, constant_value
+from tvmq.ir import PatternRewrite, constant_value, op_name, with_main
 from tvmq.target import TargetPreset, int8_dot_isa
 
 # Pooling and elementwise operators follow their input's layout.
@@ -259,3 +259,33 @@ def lower_pipeline(preset: TargetPreset) -> tvm.transform.Pass:
 def lower_for_target(mod: tvm.IRModule, preset: TargetPreset) -> tvm.IRModule:
     """`mod` as code is generated from it for `preset` (see `lower_pipeline`)."""
     return lower_pipeline(preset)(mod)
+
+
+def outputs_as_computed(mod: tvm.IRModule) -> tuple[tvm.IRModule, list[tuple[int, ...] | None]]:
+    """A lowered `mod` whose main returns a tuple, with the outputs that the channels-last
+    layout transposes back only to return them returned as computed; and, per output, the axes
+    that transpose it back to its declared layout (None where it was not transposed). For
+    callers that read the values in any layout (calibration's statistics): each such transpose
+    is a pass over a whole activation."""
+    mod = relax.transform.ToNonDataflow()(mod)
+    func = mod["main"]
+    (block,) = func.body.blocks
+    values = {binding.var: binding.value for binding in block.bindings}
+    returned = func.body.body
+    if not isinstance(returned, relax.Tuple):
+        return relax.transform.ConvertToDataflow()(mod), [None]
+    fields, axes = [], []
+    for field in returned.fields:
+        value = values.get(field)
+        if op_name(value) == "relax.permute_dims" and value.attrs.axes is not None:
+            fields.append(value.args[0])
+            axes.append(tuple(int(a) for a in value.attrs.axes))
+        else:
+            fields.append(field)
+            axes.append(None)
+    body = relax.SeqExpr([block], relax.Tuple(fields))
+    rewritten = relax.Function(
+        func.params, body, ret_ty=relax.TupleType([f.ty for f in fields]), is_pure=True, attrs=func.attrs
+    )
+    mod = relax.transform.ConvertToDataflow()(relax.transform.Normalize()(with_main(mod, rewritten)))
+    return relax.transform.DeadCodeElimination(["main"])(mod), axes
