@@ -206,6 +206,8 @@ def quantized_package(tmp_path_factory):
         "64",
         "--calib-cache",
         "none",
+        "--error-report",
+        "full",
     ]
     assert main(args) == 0
     return out
@@ -224,6 +226,30 @@ def test_quantized_compile_records_the_settings_and_error(quantized_package):
         "matmul_0",
         "matmul_1",
     }
+    # the output figures are the compiled library's, not the simulated model's
+    assert record["error"]["outputs_of"] == "compiled model"
+    assert record["error"]["outputs"][0]["top1_agreement"] >= 0.9
+
+
+@pytest.mark.parametrize(
+    "error, printed",
+    [
+        (
+            {"report": "quick", "samples": 16, "layers": [], "outputs": [{"sqnr_db": 30.0, "cosine": 0.999}]},
+            ["output SQNR 30.0 dB", "per layer     not measured (--error-report full"],
+        ),
+        (
+            {"report": "quick", "samples": 16, "layers": [], "outputs_not_measured": "target rpi4 is aarch64"},
+            ["output error not measured: target rpi4 is aarch64"],
+        ),
+    ],
+)
+def test_compile_summary_says_what_the_error_report_measured(capsys, error, printed):
+    from tvmq.cli import _print_quantization_summary
+
+    _print_quantization_summary({"mode": "int8", "layers": ["conv2d_0"], "error": error})
+    out = capsys.readouterr().out
+    assert all(text in out for text in printed), out
 
 
 def test_report_prints_settings_sizes_and_layers_worst_first(cli, quantized_package):

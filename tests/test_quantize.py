@@ -1,5 +1,7 @@
 """INT8 quantization end to end: calibrated QDQ (simulated) model, realized integer model."""
 
+import tracemalloc
+
 import numpy as np
 import onnx_models
 import pytest
@@ -10,6 +12,7 @@ from tvm import relax
 import tvmq
 from tvmq.errors import InputError
 from tvmq.quantize import QConfig, QuantizationError, quantize_model, realize
+from tvmq.quantize.calibrate import ObservedModel
 
 HOST = tvm.target.Target({"kind": "llvm"})
 
@@ -35,7 +38,7 @@ def _calls(mod):
 @pytest.fixture(scope="module")
 def fashion():
     model = tvmq.load_model(EXAMPLE / "model.onnx", input_shapes={"image": (1, 1, 28, 28)})
-    quantized = quantize_model(model, EXAMPLE / "calibration.npz", QConfig(method="percentile"))
+    quantized = quantize_model(model, EXAMPLE / "calibration.npz", QConfig(method="percentile"), error_report="full")
     return model, quantized, realize(quantized.mod)
 
 
@@ -85,6 +88,27 @@ def test_error_report_lists_every_computing_layer_worst_first(fashion):
     assert sqnrs == sorted(sqnrs) and sqnrs[0] > 15  # int8 keeps each layer's SNR well above 15 dB
     assert error["outputs"][0]["top1_agreement"] >= 0.95
     assert quantized.quantization["weights"]["quantized"] < 0.3 * quantized.quantization["weights"]["float32"]
+
+
+def test_quick_error_report_measures_the_compiled_library_and_none_measures_nothing(tmp_path):
+    """By default (quick) no simulated model is built: compiling measures the library's outputs
+    against the float model's, kept from calibration; with none, nothing is measured."""
+    model = tvmq.load_model(EXAMPLE / "model.onnx", input_shapes={"image": (1, 1, 28, 28)})
+    quick = quantize_model(model, EXAMPLE / "calibration.npz")
+    assert quick.quantization["error"] == {"report": "quick", "samples": 16, "layers": []}
+    record = tvmq.compile_model(quick, "host", tmp_path / "quick").quantization
+    assert record["error"]["outputs_of"] == "compiled model" and record["error"]["samples"] == 16
+    assert record["error"]["outputs"][0]["top1_agreement"] >= 0.9
+    assert record["error"]["outputs"][0]["sqnr_db"] > 15
+    silent = quantize_model(model, EXAMPLE / "calibration.npz", error_report="none")
+    assert silent.quantization["error"] is None and silent.error_probe is None
+    assert tvmq.compile_model(silent, "host", tmp_path / "none").quantization["error"] is None
+
+
+def test_an_unknown_error_report_is_refused():
+    model = tvmq.load_model(EXAMPLE / "model.onnx", input_shapes={"image": (1, 1, 28, 28)})
+    with pytest.raises(ValueError, match="none, quick, full"):
+        quantize_model(model, EXAMPLE / "calibration.npz", error_report="fast")
 
 
 def test_transformer_block_quantizes_matmuls_but_keeps_norms_and_the_residual_stream_float():
@@ -206,7 +230,7 @@ def test_statistics_are_cached_so_another_method_does_not_rerun_the_model(tmp_pa
     model = tvmq.load_model(onnx_models.mlp())
     data = {"x": np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)}
     with caplog.at_level("INFO", logger="tvmq"):
-        quantize_model(model, data, QConfig(method="minmax"), cache_dir=tmp_path)
+        first = quantize_model(model, data, QConfig(method="minmax"), cache_dir=tmp_path)
     assert "calibrating [" in caplog.text
     assert len(list(tmp_path.glob("*.npz"))) == 1
     caplog.clear()
@@ -214,11 +238,46 @@ def test_statistics_are_cached_so_another_method_does_not_rerun_the_model(tmp_pa
         second = quantize_model(model, data, QConfig(method="percentile", percentile=99.0), cache_dir=tmp_path)
     assert "calibrating [" not in caplog.text and "calibration statistics from" in caplog.text
     assert second.quantization["config"]["method"] == "percentile"
+    # the float outputs the error report measures against come from the cache too
+    np.testing.assert_array_equal(second.error_probe.reference[0][0], first.error_probe.reference[0][0])
     data["x"][0, 0] += 1  # other data: the statistics are collected again
     caplog.clear()
     with caplog.at_level("INFO", logger="tvmq"):
         quantize_model(model, data, QConfig(method="minmax"), cache_dir=tmp_path)
     assert "calibrating [" in caplog.text
+
+
+def test_observed_tensors_are_what_a_plain_build_computes_in_the_models_layout():
+    """Calibration reads the tensors in the layout the kernels compute them in (channels-last),
+    viewed back in the model's: the values are exactly those of the model."""
+    model = tvmq.load_model(onnx_models.residual_block())
+    points = [b.var for b in model.mod["main"].body.blocks[0].bindings]
+    observed = ObservedModel(model.mod, points)
+    x = np.random.default_rng(3).standard_normal(model.inputs[0].shape).astype(np.float32)
+    values = observed.run({model.inputs[0].name: x}, model.inputs)
+    reference = relax.VirtualMachine(tvm.compile(observed.module, target=HOST), tvm.cpu())
+    expected = reference["main"](tvm.runtime.tensor(x))
+    for point, want in zip(points, expected):
+        assert values[point].shape == want.numpy().shape
+        np.testing.assert_allclose(values[point], want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_calibration_memory_does_not_grow_with_the_number_of_samples():
+    """Statistics stream batch by batch into fixed-size histograms: 2,000 samples take no more
+    memory than 200 (activations are never kept)."""
+    model = tvmq.load_model(onnx_models.conv_net(), input_shapes={"image": (1, 3, 16, 16)})
+    rng = np.random.default_rng(4)
+
+    def peak_bytes(samples: int) -> int:
+        data = {"image": rng.standard_normal((samples, 3, 16, 16)).astype(np.float32)}
+        tracemalloc.start()
+        quantize_model(model, data, error_report="none")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    few, many = peak_bytes(200), peak_bytes(2000)
+    assert many < 1.5 * few, (few, many)
 
 
 def test_padding_relu6_and_dead_channels_quantize_to_integer_layers():

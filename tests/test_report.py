@@ -22,7 +22,9 @@ def packages(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("report")
     model = tvmq.load_model(EXAMPLE / "model.onnx", input_shapes={"image": (1, 1, 28, 28)})
-    quantized = quantize_model(model, EXAMPLE / "calibration.npz", QConfig(num_samples=64), cache_dir=None)
+    quantized = quantize_model(
+        model, EXAMPLE / "calibration.npz", QConfig(num_samples=64), cache_dir=None, error_report="full"
+    )
     tvmq.compile_model(model, "host", root / "fp32")
     tvmq.compile_model(quantized, "host", root / "int8")
     onnx.save(onnx_models.conv_net(), root / "other.onnx")

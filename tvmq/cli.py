@@ -15,7 +15,7 @@ import numpy as np
 import tvmq
 from tvmq.errors import InputError, TvmqError
 from tvmq.files import save_npz_atomically, write_atomically
-from tvmq.quantize.config import ACTIVATION_DTYPES, CALIBRATION_METHODS, QConfig
+from tvmq.quantize.config import ACTIVATION_DTYPES, CALIBRATION_METHODS, ERROR_REPORTS, QConfig
 from tvmq.target import this_machine
 
 log = logging.getLogger("tvmq")
@@ -94,7 +94,9 @@ def _load_model(args):
         model = to_fp16(model)
     if config is not None:
         cache = None if args.calib_cache.lower() == "none" else Path(args.calib_cache).expanduser()
-        model = quantize_model(model, args.calib, config, cache_dir=cache, target=preset)
+        model = quantize_model(
+            model, args.calib, config, cache_dir=cache, target=preset, error_report=args.error_report
+        )
     return preset, model
 
 
@@ -176,11 +178,16 @@ def _print_quantization_summary(record: dict) -> None:
     if not error:
         print(f"  quantization  {record['mode']} ({record.get('source', 'tvmq')})")
         return
-    outputs = ", ".join(format_error(o) for o in error["outputs"])
-    worst = error["layers"][0] if error["layers"] else None
-    print(f"  quantization  {record['mode']}, {len(record['layers'])} layers; output {outputs}")
-    if worst:
+    if "outputs" in error:
+        outputs = "output " + ", ".join(format_error(o) for o in error["outputs"])
+    else:
+        outputs = f"output error not measured: {error.get('outputs_not_measured', 'not compiled')}"
+    print(f"  quantization  {record['mode']}, {len(record['layers'])} layers; {outputs}")
+    if error["layers"]:
+        worst = error["layers"][0]
         print(f"  worst layer   {worst['layer']}: {format_error(worst)} (tvmq report for all)")
+    else:
+        print("  per layer     not measured (--error-report full measures every layer)")
 
 
 def _cmd_report(args) -> None:
@@ -443,6 +450,13 @@ def _parser() -> argparse.ArgumentParser:
         default=str(CALIBRATION_CACHE),
         metavar="DIR",
         help="where calibration statistics are cached ('none' to disable)",
+    )
+    q.add_argument(
+        "--error-report",
+        choices=ERROR_REPORTS,
+        default="quick",
+        help="quick (default): the compiled model's output error on 16 calibration samples; "
+        "full: also every layer's, measured on the simulated model (builds and runs it); none",
     )
 
     p = commands.add_parser("compile", parents=[model_args], help="compile a model into a deployable package")

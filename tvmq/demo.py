@@ -100,7 +100,7 @@ def run_demo(output_dir: str | Path, target: str = "host") -> DemoResult:
     output_dir = Path(output_dir)
 
     model = load_model(model_path, input_shapes={"image": (1, *images.shape[1:])})
-    quantized = quantize_model(model, example / "calibration.npz", target=target)
+    quantized = quantize_model(model, example / "calibration.npz", target=target, error_report="full")
     variants = []
     for name, variant_model in (("fp32", model), ("int8", quantized)):
         metadata = compile_model(variant_model, target, output_dir / name)

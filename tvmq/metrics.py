@@ -4,6 +4,7 @@ accumulated batch by batch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,3 +60,24 @@ class ErrorSums:
 
 def _finite_or_none(value: float) -> float | None:
     return value if np.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class OutputProbe:
+    """Inputs and the float model's outputs for them, kept from calibration: what the compiled
+    quantized model's outputs are measured against (its end-to-end error)."""
+
+    batches: tuple[dict[str, np.ndarray], ...]  # model-shaped inputs, by name
+    reference: tuple[tuple[np.ndarray, ...], ...]  # per batch, the float model's outputs in order
+
+    @property
+    def samples(self) -> int:
+        return sum(len(next(iter(batch.values()))) for batch in self.batches)
+
+    def measure(self, run: Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]) -> list[dict]:
+        """Per output, the error of `run` (a batch of inputs -> the outputs in order)."""
+        sums = [ErrorSums() for _ in self.reference[0]]
+        for batch, reference in zip(self.batches, self.reference):
+            for output, x, y in zip(sums, reference, run(batch), strict=True):
+                output.add_output(x, y)
+        return [output.to_json() for output in sums]

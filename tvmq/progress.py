@@ -35,4 +35,17 @@ class Progress:
             self._next_report = fraction + 0.1
             bar = "#" * int(20 * fraction) + "." * (20 - int(20 * fraction))
             elapsed = time.perf_counter() - self._start
-            log.info("%s [%s] %d/%d %s (%.1f s)", self.description, bar, self.done, self.total, self.unit, elapsed)
+            rate = self.done / elapsed if elapsed > 0 else 0.0
+            left = f", {(self.total - self.done) / rate:.0f} s left" if rate and self.done < self.total else ""
+            log.info(
+                "%s [%s] %d/%d %s (%.1f s, %.1f %s/s%s)",
+                self.description,
+                bar,
+                self.done,
+                self.total,
+                self.unit,
+                elapsed,
+                rate,
+                self.unit,
+                left,
+            )

@@ -25,6 +25,8 @@ from tvmq.progress import step
 from tvmq.quantize import for_codegen, has_qdq
 from tvmq.quantize.fp16 import is_fp16
 from tvmq.runtime.cpp_runner import copy_runner_source
+from tvmq.runtime.devices import cannot_run_here, device_for
+from tvmq.runtime.package import flatten_outputs
 from tvmq.target import TargetPreset, check_compiler, load_target
 
 __all__ = ["codegen_module", "compile_model"]
@@ -56,6 +58,25 @@ def _quantization_record(model: ImportedModel, quantized: bool, simulate: bool) 
     record = dict(model.quantization or {"source": "pre-quantized (QDQ) model"})
     record["mode"] = "simulated" if simulate else "int8"
     return record
+
+
+def _compiled_output_error(library: Path, preset: TargetPreset, model: ImportedModel) -> dict:
+    """The error report's output figures for the compiled library: its outputs against the
+    float model's on the calibration samples kept for it, or why they were not measured."""
+    import tvm
+    from tvm.runtime.vm import VirtualMachine
+
+    reason = cannot_run_here(preset)
+    if reason:
+        return {"outputs_not_measured": reason}
+    device = device_for(preset)
+    vm = VirtualMachine(tvm.runtime.load_module(str(library)), device)
+
+    def run(batch):
+        return flatten_outputs(vm["main"](*[tvm.runtime.tensor(batch[spec.name], device) for spec in model.inputs]))
+
+    with step(f"measuring the compiled model's error on {model.error_probe.samples} calibration samples"):
+        return {"outputs": model.error_probe.measure(run), "outputs_of": "compiled model"}
 
 
 def compile_model(
@@ -94,6 +115,9 @@ def compile_model(
         export_library(executable, library, preset, pack_imports)
         if preset.kind == "llvm":  # CPU packages run without Python too
             copy_runner_source(staging / RUNNER_DIR)
+        quantization = _quantization_record(model, quantized, simulate)
+        if quantization is not None and quantization.get("error") and model.error_probe is not None:
+            quantization["error"] = quantization["error"] | _compiled_output_error(library, preset, model)
         metadata = PackageMetadata(
             inputs=model.inputs,
             outputs=model.outputs,
@@ -102,7 +126,7 @@ def compile_model(
             versions=tool_versions(),
             library=LibraryInfo(LIBRARY_FILE, file_sha256(library), library.stat().st_size),
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            quantization=_quantization_record(model, quantized, simulate),
+            quantization=quantization,
             tuning=tuning,
             device_code=device_code.to_json() if device_code else None,
         )

@@ -11,6 +11,7 @@ import tvm
 from tvm import relax
 
 from tvmq.errors import ModelLoadError
+from tvmq.metrics import OutputProbe
 from tvmq.tensors import TensorSpec
 
 Reference = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]
@@ -43,6 +44,9 @@ class ImportedModel:
     source: ModelSource
     reference: Reference
     quantization: dict | None = None  # what quantize_model did; None for a float model
+    # calibration inputs with the float model's outputs, on which compiling measures the
+    # quantized model's error (quantize_model's error report); None where not measured
+    error_probe: OutputProbe | None = None
 
 
 def sha256_of(data: bytes) -> str:

@@ -9,8 +9,13 @@
 
 How each operator family is matched, simulated and realized lives in one class per family
 (operators/); the integer arithmetic they share in integer.py. `quantize_model` does the first
-five and measures the error per layer (report.py); `tvmq.compiler.compile_model` realizes
-(unless simulating), which is also how pre-quantized QDQ ONNX models become integer models.
+five; `tvmq.compiler.compile_model` realizes (unless simulating), which is also how
+pre-quantized QDQ ONNX models become integer models.
+
+The error report (`error_report`): "quick" keeps the float model's outputs on the first
+calibration samples, and compiling measures the compiled model's outputs against them (no
+extra model is built or run); "full" also measures the simulated model layer by layer
+(report.py), which builds and runs it; "none" measures nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from tvmq.ir import op_name, with_main
 from tvmq.progress import step
 from tvmq.quantize.annotate import QuantPlan, annotate
 from tvmq.quantize.calibrate import ObservedModel, collect_statistics
-from tvmq.quantize.config import QConfig
+from tvmq.quantize.config import ERROR_REPORTS, QConfig
 from tvmq.quantize.data import CalibrationData, load_calibration_data
 from tvmq.quantize.observers import compute_range
 from tvmq.quantize.prepare import prepare_pipeline
@@ -37,11 +42,11 @@ from tvmq.quantize.realize import realize
 from tvmq.quantize.report import quantization_error
 from tvmq.target import TargetPreset, load_target
 
-__all__ = ["QConfig", "QuantizationError", "for_codegen", "has_qdq", "quantize_model", "realize"]
+__all__ = ["ERROR_REPORTS", "QConfig", "QuantizationError", "for_codegen", "has_qdq", "quantize_model", "realize"]
 
 
-# Calibration samples on which the per-layer error is measured (the float and the simulated
-# model each run them once): enough for stable SQNR figures of every layer.
+# Calibration samples on which the error is measured: enough for stable SQNR figures of every
+# layer (full) and of the outputs.
 REPORT_SAMPLES = 16
 
 
@@ -74,12 +79,15 @@ def quantize_model(
     config: QConfig | None = None,
     cache_dir: str | os.PathLike | None = None,
     target: TargetPreset | str | dict | None = None,
+    error_report: str = "quick",
 ) -> ImportedModel:
     """The QDQ (calibrated, simulated) form of `model`. `calibration_data` is an `.npz` file,
     a folder of them, or a dict of arrays keyed by input name (first axis = samples).
     Statistics are cached in `cache_dir` when given. `target`, the preset the model will be
     compiled for, settles what the config leaves open (7-bit weights on x86 without VNNI, int8
-    activations on ARM)."""
+    activations on ARM). `error_report` is one of ERROR_REPORTS (see the module's docstring)."""
+    if error_report not in ERROR_REPORTS:
+        raise ValueError(f"error report must be one of {', '.join(ERROR_REPORTS)}, got {error_report!r}")
     config = (config or QConfig()).for_target(load_target(target).tvm_target() if target is not None else None)
     with step("preparing the model for quantization"):
         mod = prepare_pipeline()(model.mod)
@@ -92,9 +100,9 @@ def quantize_model(
     )
     points, mean_axes = plan.points, plan.mean_channel_axes()
     # Shared-scale layers only pass their input's error on: the report measures the computing ones.
-    measured = [layer for layer in plan.layers if not layer.shares_input_scale]
+    measured = [layer for layer in plan.layers if not layer.shares_input_scale] if error_report == "full" else []
     float_model = ObservedModel(mod, [*points, *(layer.output for layer in measured)])
-    statistics = collect_statistics(
+    calibration = collect_statistics(
         float_model,
         points,
         [mean_axes.get(point) for point in points],
@@ -102,25 +110,31 @@ def quantize_model(
         data,
         config.bins,
         Path(cache_dir) if cache_dir else None,
+        probe_samples=0 if error_report == "none" else REPORT_SAMPLES,
     )
+    statistics = calibration.statistics
     params = activation_params(statistics, points, config)
     channel_means = {point: s.channel_mean.mean for point, s in zip(points, statistics) if s.channel_mean is not None}
     with step(f"inserting quantize/dequantize around {len(plan.layers)} layers"):
         qdq, layer_outputs = insert_qdq(func, plan, params, config, channel_means)
         quantized_mod = with_main(mod, qdq)
-    with step("measuring the quantization error per layer"):
-        batches = list(data.batches(model.inputs))[: max(1, REPORT_SAMPLES // model.inputs[0].shape[0])]
-        simulated = dict(zip(plan.layers, layer_outputs))
-        quantized_outputs = [simulated[layer] for layer in measured]
-        error = quantization_error(
-            float_model,
-            [layer.output for layer in measured],
-            ObservedModel(quantized_mod, quantized_outputs),
-            quantized_outputs,
-            [layer.title for layer in measured],
-            model.inputs,
-            batches,
-        )
+    error = None
+    if error_report != "none":
+        error = {"report": error_report, "samples": calibration.probe.samples, "layers": []}
+    if error_report == "full":
+        with step("measuring the quantization error per layer"):
+            simulated = dict(zip(plan.layers, layer_outputs))
+            quantized_outputs = [simulated[layer] for layer in measured]
+            error |= quantization_error(
+                float_model,
+                [layer.output for layer in measured],
+                ObservedModel(quantized_mod, quantized_outputs),
+                quantized_outputs,
+                [layer.title for layer in measured],
+                model.inputs,
+                calibration.probe.batches,
+            )
+            error["outputs_of"] = "simulated model"
     summary = {
         "mode": "int8",
         "config": config.to_json(),
@@ -130,7 +144,7 @@ def quantize_model(
         "weights": _weight_bytes(plan),
         "error": error,
     }
-    return dataclasses.replace(model, mod=quantized_mod, quantization=summary)
+    return dataclasses.replace(model, mod=quantized_mod, quantization=summary, error_probe=calibration.probe)
 
 
 def _weight_bytes(plan: QuantPlan) -> dict:

@@ -5,12 +5,15 @@ The model runs as an `ObservedModel`: compiled once, as tvmq compiles models (de
 schedules, all cores: tvmq.codegen.host_vm), with the tensors to observe as extra outputs;
 the quantization error report (tvmq.quantize.report) reuses it. The statistics are cached on
 disk, keyed by that module, the data and the histogram settings, so choosing another range
-method or percentile later does not run the model again.
+method or percentile later does not run the model again. The model's outputs on the first
+samples are kept too (and cached with the statistics): what the compiled quantized model's
+outputs are measured against.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +22,11 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
-from tvmq.codegen import host_vm
+from tvmq.codegen import observing_vm
 from tvmq.errors import InputError
 from tvmq.files import save_npz_atomically
 from tvmq.ir import with_main
+from tvmq.metrics import OutputProbe
 from tvmq.progress import Progress, log
 from tvmq.quantize.data import CalibrationData
 from tvmq.quantize.observers import ChannelMeanObserver, HistogramObserver
@@ -30,23 +34,27 @@ from tvmq.tensors import TensorSpec
 
 
 def observation_module(mod: tvm.IRModule, points: list[relax.Expr]) -> tvm.IRModule:
-    """`mod` with a main that returns the values of `points` (params or bindings of main), its
-    bindings again one dataflow block (the layout and fusion passes work on those)."""
+    """`mod` with a main that returns the values of `points` (params or bindings of main). Each
+    returned binding is an alias of its point, which stays local to main's dataflow block: the
+    layout pass then converts only the alias back to the model's layout, and the operators
+    reading the point keep theirs (returned itself, the point would be converted where it is
+    bound, and its readers with it)."""
     func = mod["main"]
-    bindings = list(func.body.blocks[0].bindings)
-    position = {b.var: i for i, b in enumerate(bindings)}
-    mod = relax.transform.ToNonDataflow()(mod)
-    block = mod["main"].body.blocks[0]
-    params = list(mod["main"].params)
-    param_index = {p: i for i, p in enumerate(func.params)}
-    outputs = [
-        params[param_index[point]] if point in param_index else block.bindings[position[point]].var for point in points
-    ]
-    body = relax.SeqExpr([block], relax.Tuple(outputs))
+    (block,) = func.body.blocks  # one dataflow block, as the frontends and tvmq's passes leave main
+    params = set(func.params)
+    bindings, outputs = list(block.bindings), []
+    for index, point in enumerate(points):
+        if point in params:
+            outputs.append(point)
+            continue
+        alias = relax.Var(f"observed_{index}", point.ty)
+        bindings.append(relax.VarBinding(alias, point))
+        outputs.append(alias)
+    body = relax.SeqExpr([relax.DataflowBlock(bindings)], relax.Tuple(outputs))
     observed = relax.Function(
-        params, body, ret_ty=relax.TupleType([o.ty for o in outputs]), is_pure=True, attrs=func.attrs
+        func.params, body, ret_ty=relax.TupleType([o.ty for o in outputs]), is_pure=True, attrs=func.attrs
     )
-    return relax.transform.ConvertToDataflow()(relax.transform.Normalize()(with_main(mod, observed)))
+    return relax.transform.Normalize()(with_main(mod, observed))
 
 
 def model_outputs(func: relax.Function) -> list[relax.Expr]:
@@ -69,21 +77,31 @@ class ObservedModel:
         self.outputs = model_outputs(mod["main"])
         self._observed = list(dict.fromkeys([*tensors, *self.outputs]))
         self.module = observation_module(mod, self._observed)
-        self._vm = None
+        self._vm, self._axes = None, None
+
+    def compile(self) -> None:
+        """Build the module now (else the first `run` does)."""
+        if self._vm is None:
+            self._vm, self._axes = observing_vm(self.module)
 
     def run(self, batch: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...]) -> dict[relax.Expr, np.ndarray]:
-        """The observed values for one model-shaped batch, by tensor."""
-        if self._vm is None:
-            self._vm = host_vm(self.module)
+        """The observed values for one model-shaped batch, by tensor (views in the model's
+        layout of the arrays as computed)."""
+        self.compile()
         values = self._vm["main"](*[tvm.runtime.tensor(batch[spec.name]) for spec in inputs])
-        return {tensor: value.numpy() for tensor, value in zip(self._observed, values)}
+        return {
+            tensor: value.numpy() if axes is None else value.numpy().transpose(axes)
+            for tensor, value, axes in zip(self._observed, values, self._axes)
+        }
 
 
-def _cache_key(module: tvm.IRModule, data: CalibrationData, bins: int, mean_axes: list[int | None]) -> str:
+def _cache_key(
+    module: tvm.IRModule, data: CalibrationData, bins: int, mean_axes: list[int | None], probe_batches: int
+) -> str:
     digest = hashlib.sha256()
     digest.update(str(tvm_ffi.structural_hash(module["main"])).encode())
     digest.update(data.digest().encode())
-    digest.update(f"bins={bins};means={mean_axes};layout=3".encode())
+    digest.update(f"bins={bins};means={mean_axes};probe={probe_batches};layout=4".encode())
     return digest.hexdigest()[:32]
 
 
@@ -100,31 +118,44 @@ class PointStatistics:
             self.channel_mean.observe(value)
 
 
-def _load_cached(path: Path, count: int) -> list[PointStatistics] | None:
+@dataclass(frozen=True)
+class Calibration:
+    """What running the float model over the calibration data gives."""
+
+    statistics: list[PointStatistics]  # per point
+    probe: OutputProbe | None  # the first batches with the model's outputs for them
+
+
+def _load_cached(path: Path, count: int, batches: list[dict[str, np.ndarray]], outputs: int) -> Calibration | None:
     try:
         with np.load(path, allow_pickle=False) as stored:
 
             def state(prefix):
                 return {k.removeprefix(prefix): stored[k] for k in stored.files if k.startswith(prefix)}
 
-            return [
+            statistics = [
                 PointStatistics(
                     HistogramObserver.from_state(state(f"{i}/histogram/")),
                     ChannelMeanObserver.from_state(means) if (means := state(f"{i}/channel_mean/")) else None,
                 )
                 for i in range(count)
             ]
+            reference = tuple(tuple(stored[f"probe/{b}/{o}"] for o in range(outputs)) for b in range(len(batches)))
     except (OSError, ValueError, KeyError):  # missing, unreadable or of an older layout: recompute
         return None
+    return Calibration(statistics, OutputProbe(tuple(batches), reference) if batches else None)
 
 
-def _store(path: Path, statistics: list[PointStatistics]) -> None:
+def _store(path: Path, calibration: Calibration) -> None:
     """Written atomically: a concurrent or killed run never leaves a half-written cache."""
     arrays = {}
-    for i, point in enumerate(statistics):
+    for i, point in enumerate(calibration.statistics):
         arrays |= {f"{i}/histogram/{k}": v for k, v in point.histogram.state().items()}
         if point.channel_mean is not None:
             arrays |= {f"{i}/channel_mean/{k}": v for k, v in point.channel_mean.state().items()}
+    if calibration.probe is not None:
+        for b, outputs in enumerate(calibration.probe.reference):
+            arrays |= {f"probe/{b}/{o}": value for o, value in enumerate(outputs)}
     save_npz_atomically(path, arrays)
 
 
@@ -136,30 +167,41 @@ def collect_statistics(
     data: CalibrationData,
     bins: int,
     cache_dir: Path | None = None,
-) -> list[PointStatistics]:
+    probe_samples: int = 0,
+) -> Calibration:
     """Statistics of every point, from running the float model (observing the points) over
     `data` (or from cache): a histogram of each, and the mean of each channel along
-    `mean_axes` (per point, None for none)."""
-    cache = cache_dir / f"{_cache_key(model.module, data, bins, mean_axes)}.npz" if cache_dir else None
-    if cache is not None and (cached := _load_cached(cache, len(points))) is not None:
+    `mean_axes` (per point, None for none); and the model's outputs on the batches of the
+    first `probe_samples` samples (at least one batch where asked for any). The batches
+    stream: memory holds one batch's values at a time, whatever the number of samples."""
+    batch_size = data.batch_size(inputs)
+    probe_batches = list(itertools.islice(data.batches(inputs), -(-probe_samples // batch_size)))
+    key = _cache_key(model.module, data, bins, mean_axes, len(probe_batches))
+    cache = cache_dir / f"{key}.npz" if cache_dir else None
+    if cache is not None and (cached := _load_cached(cache, len(points), probe_batches, len(model.outputs))):
         log.info("calibration statistics from %s", cache)
         return cached
     statistics = [
         PointStatistics(HistogramObserver(bins), None if axis is None else ChannelMeanObserver(axis))
         for axis in mean_axes
     ]
-    batches = list(data.batches(inputs))
-    progress = Progress("calibrating", len(batches) * inputs[0].shape[0], "samples")
-    for index, batch in enumerate(batches):
+    model.compile()
+    reference = []
+    progress = Progress("calibrating", data.num_batches(inputs) * batch_size, "samples")
+    for index, batch in enumerate(data.batches(inputs)):
         values = model.run(batch, inputs)
+        if index < len(probe_batches):
+            reference.append(tuple(values[output] for output in model.outputs))
         for point, point_statistics in zip(points, statistics):
             try:
                 point_statistics.observe(values[point])
             except ValueError as err:
                 raise InputError(
-                    f"calibration batch {index} (samples from {index * inputs[0].shape[0]}): tensor {point.name}: {err}"
+                    f"calibration batch {index} (samples from {index * batch_size}): tensor {point.name}: {err}"
                 ) from None
-        progress.advance(inputs[0].shape[0])
+        progress.advance(batch_size)
+    probe = OutputProbe(tuple(probe_batches), tuple(reference)) if probe_batches else None
+    calibration = Calibration(statistics, probe)
     if cache is not None:
-        _store(cache, statistics)
-    return statistics
+        _store(cache, calibration)
+    return calibration

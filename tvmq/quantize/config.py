@@ -8,6 +8,8 @@ from tvmq.quantize.observers import RANGE_METHODS
 
 CALIBRATION_METHODS = tuple(RANGE_METHODS)
 ACTIVATION_DTYPES = ("uint8", "int8")
+# How much of the quantization error is measured (tvmq.quantize.quantize_model's error_report).
+ERROR_REPORTS = ("none", "quick", "full")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ from tvmq.files import read_npz
 from tvmq.tensors import TensorSpec
 
 
+_CHECKED_SAMPLES = 64  # samples checked for NaN and Inf at a time
+
+
 @dataclass(frozen=True)
 class CalibrationData:
     """Samples for every model input, arrays of shape [samples, *input shape[1:]], fed to the
@@ -37,12 +40,21 @@ class CalibrationData:
         for name in sorted(self.arrays):
             array = np.ascontiguousarray(self.arrays[name])
             digest.update(f"{name}:{array.dtype}:{array.shape}".encode())
-            digest.update(array.tobytes())
+            digest.update(memoryview(array).cast("B"))  # the bytes, not a copy of them
         return digest.hexdigest()
+
+    @staticmethod
+    def batch_size(inputs: Sequence[TensorSpec]) -> int:
+        """The model's batch size: its first input's first dimension."""
+        return inputs[0].shape[0] if inputs[0].shape else 1
+
+    def num_batches(self, inputs: Sequence[TensorSpec]) -> int:
+        """How many whole batches `batches` yields (an incomplete last one is dropped)."""
+        return self.num_samples // self.batch_size(inputs)
 
     def batches(self, inputs: Sequence[TensorSpec]) -> Iterator[dict[str, np.ndarray]]:
         """Model-shaped batches: the model's first dimension is its batch size."""
-        batch = inputs[0].shape[0] if inputs[0].shape else 1
+        batch = self.batch_size(inputs)
         for start in range(0, self.num_samples - batch + 1, batch):
             yield {spec.name: self.arrays[spec.name][start : start + batch].reshape(spec.shape) for spec in inputs}
 
@@ -99,11 +111,13 @@ def _check(arrays: dict[str, np.ndarray], inputs: Sequence[TensorSpec], where: s
                 f"{where}: input {name!r} has samples of shape {list(array.shape[1:])}; the model takes "
                 f"{list(spec.shape)}, so samples must be {list(spec.shape[1:])} (first axis = samples)"
             )
-        if array.dtype.kind == "f":
-            bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
-            if bad.size:
-                raise InputError(f"{where}: input {name!r} has NaN or Inf in sample {int(bad[0])}")
-    batch = inputs[0].shape[0] if inputs[0].shape else 1
+        if array.dtype.kind == "f":  # checked a block of samples at a time: no copy of all the data
+            for start in range(0, len(array), _CHECKED_SAMPLES):
+                block = array[start : start + _CHECKED_SAMPLES]
+                bad = np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
+                if bad.size:
+                    raise InputError(f"{where}: input {name!r} has NaN or Inf in sample {start + int(bad[0])}")
+    batch = CalibrationData.batch_size(inputs)
     samples = next(iter(counts.values()))
     if samples < batch:
         raise InputError(f"{where}: {samples} samples are fewer than the model's batch size {batch}")

@@ -32,7 +32,7 @@ def write_chart(report: PackageReport, path: str | Path) -> None:
     check_chart_dependency()
     from matplotlib.figure import Figure  # a bare Figure draws with Agg: no pyplot, no display
 
-    layers = (report.quantization or {}).get("error", {}).get("layers", [])[:LAYERS_SHOWN]
+    layers = ((report.quantization or {}).get("error") or {}).get("layers", [])[:LAYERS_SHOWN]
     figure = Figure(figsize=(11 if layers else 8, 4), layout="constrained")
     axes = figure.subplots(1, 3 if layers else 2, squeeze=True)
     measured = [m for m in (report.package, report.baseline) if m is not None]

@@ -113,10 +113,17 @@ def _quantization_lines(record: dict | None) -> list[str]:
         f"  weights       {_kib(weights['float32'])} float32 -> {_kib(weights['quantized'])} stored",
         f"  float ops     {kept}",
     ]
+    if error is None:
+        return lines + ["  error         not measured (--error-report none)"]
+    of = error.get("outputs_of", "compiled model")
     lines += [
-        f"  output {index}      {format_error(row)} on {error['samples']} calibration samples"
-        for index, row in enumerate(error["outputs"])
+        f"  output {index}      {format_error(row)} on {error['samples']} calibration samples ({of})"
+        for index, row in enumerate(error.get("outputs", []))
     ]
+    if "outputs_not_measured" in error:
+        lines.append(f"  outputs       not measured: {error['outputs_not_measured']}")
+    if not error["layers"]:
+        return lines + ["  per layer     not measured (--error-report full measures every layer)"]
     width = max((len(row["layer"]) for row in error["layers"]), default=len("layer"))
     lines += ["", "  per layer, worst first (error accumulated up to each layer's output)"]
     lines.append(f"  {'layer':<{width}}  {'SQNR dB':>8}  {'cosine':>8}")
