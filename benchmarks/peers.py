@@ -1,9 +1,9 @@
 """The systems tvmq is measured against, built and run the same way in every benchmark:
-onnxruntime fp32 and int8 (`quantize_static` with QDQ, `quantize_dynamic`), PyTorch eager fp32
-and `torch.ao.quantization.quantize_dynamic`; and a tvmq package behind the same `Runner`
+onnxruntime fp32 and int8 (`quantize_static` with QDQ, `quantize_dynamic`), OpenVINO int8
+(NNCF), PyTorch eager fp32 and `torch.ao.quantization.quantize_dynamic`; and a tvmq package behind the same `Runner`
 interface, so that `run_all` feeds every system its evaluation samples alike.
 
-torch is imported when first used (the benchmarks skip the PyTorch systems without it).
+torch, OpenVINO and NNCF are imported when first used.
 """
 
 from __future__ import annotations
@@ -103,6 +103,20 @@ def onnxruntime_int8_dynamic(model: Path, output: Path, per_channel: bool) -> Pa
     """`quantize_dynamic` of `model` into `output`: int8 weights, activations quantized at run time."""
     quantize_dynamic(model, output, weight_type=QuantType.QInt8, per_channel=per_channel)
     return output
+
+
+# --- OpenVINO ---------------------------------------------------------------------
+
+
+def openvino_int8(model: Path, calibration: dict[str, np.ndarray]):
+    """NNCF's post-training quantization (`nncf.quantize`, its defaults) of the OpenVINO model
+    read from the ONNX file, on all of `calibration`'s samples, one at a time."""
+    import nncf
+    import openvino as ov
+
+    samples = batches(calibration, 1)
+    read = ov.Core().read_model(str(model))
+    return nncf.quantize(read, nncf.Dataset(samples), subset_size=len(samples))
 
 
 # --- PyTorch --------------------------------------------------------------------

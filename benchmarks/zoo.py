@@ -339,8 +339,8 @@ def bundled_photos() -> dict[str, np.ndarray]:
     return photos
 
 
-def random_resized_crop(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A torchvision-style random resized crop (area 25-100%, aspect 3/4-4/3) at 224x224, a
+def random_resized_crop(photo: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
+    """A torchvision-style random resized crop (area 25-100%, aspect 3/4-4/3) at `size`, a
     random flip and +-10% brightness/contrast/saturation jitter: float32 HWC in [0, 255]."""
     from PIL import Image
 
@@ -354,9 +354,7 @@ def random_resized_crop(photo: np.ndarray, rng: np.random.Generator) -> np.ndarr
     else:
         crop_w = crop_h = min(height, width)
     top, left = rng.integers(0, height - crop_h + 1), rng.integers(0, width - crop_w + 1)
-    crop = Image.fromarray(photo[top : top + crop_h, left : left + crop_w]).resize(
-        (IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR
-    )
+    crop = Image.fromarray(photo[top : top + crop_h, left : left + crop_w]).resize((size, size), Image.BILINEAR)
     pixels = np.asarray(crop, dtype=np.float32)
     if rng.random() < 0.5:
         pixels = pixels[:, ::-1]
@@ -368,12 +366,12 @@ def random_resized_crop(photo: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return np.clip(pixels, 0, 255)
 
 
-def image_crops(photos: dict[str, np.ndarray], count: int, seed: int) -> np.ndarray:
-    """`count` crops taking the photos in turn: float32 NCHW scaled to [-1, 1] (as sample_photo
-    scales its photo)."""
+def image_crops(photos: dict[str, np.ndarray], count: int, seed: int, size: int = IMAGE_SIZE) -> np.ndarray:
+    """`count` crops at `size`x`size` taking the photos in turn: float32 NCHW scaled to [-1, 1]
+    (as sample_photo scales its photo)."""
     rng = np.random.default_rng(seed)
     images = list(photos.values())
-    crops = [random_resized_crop(images[i % len(images)], rng) for i in range(count)]
+    crops = [random_resized_crop(images[i % len(images)], rng, size) for i in range(count)]
     return (np.stack(crops) / 127.5 - 1.0).transpose(0, 3, 1, 2).astype(np.float32)
 
 
