@@ -391,3 +391,34 @@ def concat_branches(channels: int = 8) -> onnx.ModelProto:
     return make_model(
         nodes, [("x", TensorProto.FLOAT, [1, 3, 8, 8])], [("y", TensorProto.FLOAT, [1, 4, 8, 8])], initializers
     )
+
+
+def model_zoo_constructs(channels: int = 8, groups: int = 2) -> onnx.ModelProto:
+    """What the classic model-zoo graphs hold besides convolutions: an opset-9 Dropout with
+    its mask output, a variadic Sum (ResNet's residuals) and Max, ShuffleNet's channel shuffle
+    (reshape to groups, swap, reshape back) and a strided ConvTranspose (decoders)."""
+    rng = _rng(5)
+    weights = {
+        "w": rng.normal(0, 0.3, (channels, 3, 3, 3)).astype(np.float32),
+        "up": rng.normal(0, 0.3, (channels, 4, 2, 2)).astype(np.float32),
+        "grouped": np.array([1, groups, channels // groups, 8, 8], np.int64),
+        "flat": np.array([1, channels, 8, 8], np.int64),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Dropout", ["r"], ["d", "mask"], ratio=0.5, name="dropout"),
+        helper.make_node("Sum", ["d", "r", "c"], ["s"], name="sum"),
+        helper.make_node("Max", ["s", "r", "d"], ["m"], name="max"),
+        helper.make_node("Reshape", ["m", "grouped"], ["g"], name="group"),
+        helper.make_node("Transpose", ["g"], ["t"], perm=[0, 2, 1, 3, 4], name="swap"),
+        helper.make_node("Reshape", ["t", "flat"], ["shuffled"], name="ungroup"),
+        helper.make_node("ConvTranspose", ["shuffled", "up"], ["y"], strides=[2, 2], name="upsample"),
+    ]
+    return make_model(
+        nodes,
+        [("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [("y", TensorProto.FLOAT, [1, 4, 16, 16])],
+        weights.items(),
+        opset=9,
+    )

@@ -29,6 +29,14 @@ def test_transformer_block_matches_onnxruntime(compile_and_load):
     assert_matches_reference(imported, package, rtol=1e-4, atol=1e-4)
 
 
+def test_model_zoo_constructs_compile_and_match_onnxruntime(compile_and_load):
+    """Dropout with its mask, variadic Sum and Max, a channel shuffle and a ConvTranspose: each
+    once made the channels-last lowering fail (a tuple, a 5-D transpose, a stack it cannot
+    convert, a transposed convolution nothing legalizes in NHWC)."""
+    imported, package = compile_and_load(onnx_models.model_zoo_constructs())
+    assert_matches_reference(imported, package)
+
+
 def test_model_file_and_proto_import_alike(tmp_path):
     path = tmp_path / "mlp.onnx"
     onnx.save(onnx_models.mlp(), path)

@@ -19,8 +19,9 @@ from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 from tvmq.ir import PatternRewrite, constant_value, op_name, with_main
 from tvmq.target import TargetPreset, int8_dot_isa
 
-# Pooling and elementwise operators follow their input's layout.
-CHANNELS_LAST = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
+# Convolutions run channels-last; transposed ones stay channels-first, the only layout TVM
+# legalizes them in. Pooling and elementwise operators follow their input's layout.
+CPU_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"], "relax.nn.conv2d_transpose": ["NCHW", "IOHW"]}
 
 
 @relax.transform.function_pass(opt_level=0, name="tvmq.ClipAsMinMax")
@@ -233,6 +234,35 @@ class PadInt8ConvChannels(PatternRewrite):
         return relax.Call(call.op, [padded_data, padded_weight], attrs, call.ty_args)
 
 
+@relax.transform.function_pass(opt_level=0, name="tvmq.ChannelShuffleAsTake")
+class ChannelShuffleAsTake(PatternRewrite):
+    """ShuffleNet's channel shuffle, reshape [N, C, H, W] -> [N, g, C/g, H, W], swap axes 1 and
+    2, reshape back, as one gather of the channels in their shuffled order: the layout pass
+    fails on the 5-D transpose between the reshapes."""
+
+    def __init__(self):
+        self.data = wildcard()
+        self.grouped = is_op("relax.reshape")(self.data, wildcard())
+        self.swapped = is_op("relax.permute_dims")(self.grouped)
+        self.pattern = is_op("relax.reshape")(self.swapped, wildcard())
+
+    def rewrite(self, call, matches):
+        data, swapped = matches[self.data], matches[self.swapped]
+        shape = [int(n) for n in data.ty.shape]
+        grouped = [int(n) for n in matches[self.grouped].ty.shape]
+        if (
+            len(shape) != 4
+            or [int(n) for n in call.ty.shape] != shape
+            or len(grouped) != 5
+            or grouped[:1] + [grouped[1] * grouped[2]] + grouped[3:] != shape
+            or [int(a) for a in swapped.attrs.axes or []] != [0, 2, 1, 3, 4]
+        ):
+            return call
+        groups, per_group = grouped[1], grouped[2]
+        order = np.array([(j % groups) * per_group + j // groups for j in range(shape[1])], "int64")
+        return relax.op.take(data, relax.const(order), axis=1)
+
+
 def lower_pipeline(preset: TargetPreset) -> tvm.transform.Pass:
     """The lowering for `preset`: on GPU targets, variables named as C identifiers; clips as
     min/max; int8 convolutions padded to whole groups of
@@ -245,7 +275,8 @@ def lower_pipeline(preset: TargetPreset) -> tvm.transform.Pass:
         passes.append(PadInt8ConvChannels())
     if cpu:
         passes += [
-            relax.transform.ConvertLayout(CHANNELS_LAST),
+            ChannelShuffleAsTake(),
+            relax.transform.ConvertLayout(CPU_LAYOUTS),
             FoldConstantTransposes(),
             relax.transform.FoldConstant(),
             FoldPadIntoConv(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -184,8 +185,39 @@ def _pad(inputs, attrs, opset):
     return relax.op.nn.pad(inputs[0], width, "constant", float(value))
 
 
+def _dropout(inputs, attrs, opset):
+    """Dropout is the identity in inference, and its mask all true (TVM's relax.nn.dropout, a
+    call returning the pair, is one the channels-last layout pass cannot convert)."""
+    from tvm import relax
+
+    if attrs["tvm_custom"]["num_outputs"] == 1:
+        return inputs[0]
+    return relax.Tuple([inputs[0], relax.op.ones_like(inputs[0], "bool")])
+
+
+def _elementwise_fold(op_name: str):
+    """A variadic elementwise node (Sum, Max, Min) as a chain of binary operators: TVM stacks
+    the inputs into one tensor of a rank more and reduces it, which copies them and which the
+    layout pass cannot convert."""
+
+    def convert(inputs, attrs, opset):
+        from tvm import relax
+
+        binary = getattr(relax.op, op_name)
+        return functools.reduce(binary, inputs) if inputs and all(x is not None for x in inputs) else None
+
+    return convert
+
+
 # Converters tvmq provides instead of TVM's, where TVM's output hides structure tvmq needs.
-_CONVERTERS = {"Clip": _clip, "Pad": _pad}
+_CONVERTERS = {
+    "Clip": _clip,
+    "Dropout": _dropout,
+    "Max": _elementwise_fold("maximum"),
+    "Min": _elementwise_fold("minimum"),
+    "Pad": _pad,
+    "Sum": _elementwise_fold("add"),
+}
 
 
 def _named_importer_class():
