@@ -18,7 +18,6 @@ from tvmq.errors import InputError
 from tvmq.files import read_npz
 from tvmq.tensors import TensorSpec
 
-
 _CHECKED_SAMPLES = 64  # samples checked for NaN and Inf at a time
 
 
