@@ -71,7 +71,8 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
     swapped in for the fused functions they tuned (before any default schedule, so the functions
     still match the tuned workloads). Int8 kernels left without a schedule are tiled around
     `int8_intrin` (tvmq.kernels.int8_schedule), float convolutions and matmuls on the CPU's
-    vectors (tvmq.kernels.float_schedule). The weight packing that tuned and int8 kernels
+    vectors (tvmq.kernels.float_schedule), kernels without a reduction as one parallel,
+    vectorized pass (tvmq.kernels.injective_schedule). The weight packing that tuned and int8 kernels
     chose (layout-rewrite blocks) is split out and evaluated on the constant weights at compile
     time, so it never runs per inference. GPU: kernels the log lacks get dlight's default
     schedules through `default_gpu_schedule`, which survives the rules that fail on some kernels."""
@@ -83,6 +84,7 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
     from tvmq.codegen.fold import FoldConstantKernels
     from tvmq.kernels.float_schedule import default_float_schedule
     from tvmq.kernels.gpu_schedule import default_gpu_schedule
+    from tvmq.kernels.injective_schedule import default_injective_schedule
     from tvmq.kernels.int8_schedule import default_int8_schedule, fold_padded_weight_packing
     from tvmq.target import float_vectors
 
@@ -102,7 +104,7 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
         fuse.append(default_int8_schedule(int8_intrin))
     vectors = float_vectors(target)
     if vectors is not None:
-        fuse.append(default_float_schedule(*vectors))
+        fuse += [default_float_schedule(*vectors), default_injective_schedule(vectors[0] * 32)]
     if tuned or int8_intrin is not None or vectors is not None:
         fuse += [
             fold_padded_weight_packing(),
