@@ -15,7 +15,7 @@ from tvmq.codegen.lower import (
     CalibrationConstantsAsParameters,
     CIdentifiers,
     ClipAsMinMax,
-    FoldConstantTransposes,
+    FoldConstantsWithNumpy,
     FoldPadIntoConv,
     PadInt8ConvChannels,
     erf_as_polynomial,
@@ -100,10 +100,12 @@ def test_other_pads_stay(pad_value, dtype, second_axes):
     tvm.ir.assert_structural_equal(FoldPadIntoConv()(before), before)
 
 
-def test_a_transposed_constant_becomes_the_transposed_constant_and_a_transposed_input_stays():
-    """The layout change transposes weights; they are folded at compile time (with numpy, not
-    a kernel built for each), while a transpose of the model's input is real work."""
+def test_shape_changes_and_arithmetic_on_constants_fold_and_the_inputs_work_stays():
+    """The layout change transposes weights and batch norm decomposes into arithmetic on its
+    statistics; both are folded at compile time with numpy (not a kernel built for each),
+    while a transpose of the model's input is real work."""
     weight = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    variance = np.linspace(0.5, 2.0, 4, dtype=np.float32)
 
     @I.ir_module
     class Before:
@@ -111,8 +113,9 @@ def test_a_transposed_constant_becomes_the_transposed_constant_and_a_transposed_
         def main(x: R.Tensor((2, 3, 4), "float32")):
             with R.dataflow():
                 w = R.permute_dims(R.const(weight, "float32"), axes=[2, 0, 1])
+                s = R.expand_dims(R.sqrt(R.add(R.const(variance, "float32"), R.const(1e-5, "float32"))), [1, 2])
                 t = R.permute_dims(x, axes=[2, 0, 1])
-                y = R.add(t, w)
+                y = R.divide(R.add(t, w), s)
                 R.output(y)
             return y
 
@@ -121,12 +124,14 @@ def test_a_transposed_constant_becomes_the_transposed_constant_and_a_transposed_
         @R.function
         def main(x: R.Tensor((2, 3, 4), "float32")):
             with R.dataflow():
+                w = R.const(weight.transpose(2, 0, 1), "float32")
+                s = R.const(np.sqrt(variance + np.float32(1e-5)).reshape(4, 1, 1), "float32")
                 t = R.permute_dims(x, axes=[2, 0, 1])
-                y = R.add(t, R.const(weight.transpose(2, 0, 1), "float32"))
+                y = R.divide(R.add(t, w), s)
                 R.output(y)
             return y
 
-    folded = relax.transform.DeadCodeElimination()(FoldConstantTransposes()(Before))
+    folded = relax.transform.DeadCodeElimination()(FoldConstantsWithNumpy()(Before))
     tvm.ir.assert_structural_equal(folded, Expected)
 
 

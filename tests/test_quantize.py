@@ -263,8 +263,8 @@ def test_observed_tensors_are_what_a_plain_build_computes_in_the_models_layout()
 
 
 def test_calibration_memory_does_not_grow_with_the_number_of_samples():
-    """Statistics stream batch by batch into fixed-size histograms: 2,000 samples take no more
-    memory than 200 (activations are never kept)."""
+    """Statistics stream batch by batch into fixed-size histograms: 1,800 more samples take
+    less than 2 MB more (keeping their activations would take some 40 MB)."""
     model = tvmq.load_model(onnx_models.conv_net(), input_shapes={"image": (1, 3, 16, 16)})
     rng = np.random.default_rng(4)
 
@@ -277,7 +277,7 @@ def test_calibration_memory_does_not_grow_with_the_number_of_samples():
         return peak
 
     few, many = peak_bytes(200), peak_bytes(2000)
-    assert many < 1.5 * few, (few, many)
+    assert many - few < 2 << 20, (few, many)
 
 
 def test_padding_relu6_and_dead_channels_quantize_to_integer_layers():

@@ -16,7 +16,7 @@ import tvm
 from tvm import relax, topi
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
-from tvmq.ir import PatternRewrite, constant_value, op_name, with_main
+from tvmq.ir import PatternRewrite, constant_value, is_constant, op_name, with_main
 from tvmq.target import TargetPreset, int8_dot_isa
 
 # Convolutions run channels-last; transposed ones stay channels-first, the only layout TVM
@@ -101,19 +101,62 @@ class FoldPadIntoConv(PatternRewrite):
         )
 
 
-@relax.transform.function_pass(opt_level=0, name="tvmq.FoldConstantTransposes")
-class FoldConstantTransposes(PatternRewrite):
-    """Transpose constants (the weights and biases the layout change permutes) with numpy at
-    compile time: FoldConstant would build and run a TVM kernel for each of them."""
+def _static_shape(call: relax.Call) -> list[int]:
+    return [int(d) for d in call.ty.shape]
 
-    def __init__(self):
-        self.constant = is_const()
-        self.pattern = is_op("relax.permute_dims")(self.constant)
 
-    def rewrite(self, call, matches):
-        value = constant_value(matches[self.constant])
-        axes = [int(a) for a in call.attrs.axes] if call.attrs.axes is not None else None
-        return relax.const(np.ascontiguousarray(value.transpose(axes)), str(value.dtype))
+# Operators on constants that numpy computes exactly as TVM's kernels do (layout and shape
+# changes; IEEE-rounded float arithmetic), by operator: (arguments that must be constants,
+# the numpy computation of the call from their values).
+_NUMPY_FOLDS = {
+    "relax.permute_dims": (1, lambda call, x: x.transpose(None if call.attrs.axes is None else [int(a) for a in call.attrs.axes])),
+    "relax.expand_dims": (1, lambda call, x: x.reshape(_static_shape(call))),
+    "relax.squeeze": (1, lambda call, x: x.reshape(_static_shape(call))),
+    "relax.reshape": (1, lambda call, x: x.reshape(_static_shape(call))),
+    "relax.broadcast_to": (1, lambda call, x: np.broadcast_to(x, _static_shape(call))),
+    "relax.add": (2, lambda call, x, y: x + y),
+    "relax.subtract": (2, lambda call, x, y: x - y),
+    "relax.multiply": (2, lambda call, x, y: x * y),
+    "relax.divide": (2, lambda call, x, y: x / y),
+    "relax.sqrt": (1, lambda call, x: np.sqrt(x)),
+}
+
+
+@relax.expr_functor.mutator
+class _FoldWithNumpy(relax.PyExprMutator):
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        fold = _NUMPY_FOLDS.get(op_name(call))
+        if fold is None or not isinstance(call.ty, relax.TensorType) or call.ty.shape is None:
+            return call
+        count, compute = fold
+        operands = [self._constant(a) for a in call.args[:count]]
+        if None in operands or not all(isinstance(d, tvm.tirx.IntImm) for d in call.ty.shape):
+            return call
+        values = [constant_value(a) for a in operands]
+        dtype = str(call.ty.dtype)
+        if count == 2 and not (dtype.startswith("float") and values[0].dtype == values[1].dtype == dtype):
+            return call  # integer division rounds, and mixed dtypes promote, unlike numpy's
+        result = np.ascontiguousarray(compute(call, *values))
+        if result.dtype != dtype or list(result.shape) != _static_shape(call):
+            return call
+        return relax.const(result, dtype)
+
+    def _constant(self, expr: relax.Expr):
+        """The constant `expr` is, directly or bound to a variable, else None."""
+        if isinstance(expr, relax.Var):
+            expr = self.lookup_binding(expr)
+        return expr if expr is not None and is_constant(expr) else None
+
+
+@relax.transform.function_pass(opt_level=0, name="tvmq.FoldConstantsWithNumpy")
+class FoldConstantsWithNumpy:
+    """Evaluate layout and shape changes and float arithmetic on constants with numpy (the
+    weights the layout change transposes, batch-norm statistics, constant-filled weights):
+    FoldConstant would build and run a TVM kernel for each distinct one, tens of ms each."""
+
+    def transform_function(self, func: relax.Function, mod: tvm.IRModule, _ctx) -> relax.Function:
+        return _FoldWithNumpy(mod).visit_expr(func)
 
 
 @relax.expr_functor.mutator
@@ -277,7 +320,7 @@ def lower_pipeline(preset: TargetPreset) -> tvm.transform.Pass:
         passes += [
             ChannelShuffleAsTake(),
             relax.transform.ConvertLayout(CPU_LAYOUTS),
-            FoldConstantTransposes(),
+            FoldConstantsWithNumpy(),
             relax.transform.FoldConstant(),
             FoldPadIntoConv(),
         ]

@@ -18,7 +18,7 @@ import tvm_ffi
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
-from tvmq.codegen.lower import FoldPadIntoConv
+from tvmq.codegen.lower import FoldConstantsWithNumpy, FoldPadIntoConv
 from tvmq.ir import constant_value
 from tvmq.quantize.channels import channel_axis, per_channel_vector, weight_channel_axis
 from tvmq.quantize.dataflow import DataflowGraph
@@ -95,6 +95,7 @@ def prepare_pipeline() -> tvm.transform.Pass:
     return tvm.transform.Sequential(
         [
             relax.transform.DecomposeOpsForInference(),
+            FoldConstantsWithNumpy(),
             relax.transform.FoldConstant(),
             FoldPadIntoConv(),
             FoldChannelAffine(),
