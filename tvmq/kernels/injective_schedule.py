@@ -4,8 +4,9 @@ requantizing casts.
 
 TVM compiles an unscheduled kernel to one loop nest per stage, each writing a whole buffer of
 its own, on one core. Here every stage but the kernel's outputs is computed inside its
-consumer, and each output's loops are fused into one, split into vectors of the output's
-dtype and spread over the cores: one pass over memory, in parallel.
+consumer, and each output's loops are fused into one, split into vectors (as many lanes as a
+register holds of the widest operand) and spread over the cores: one pass over memory, in
+parallel.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def _fuse_parallel_vectorize(sch: tvm.s_tir.Schedule, block, vector_bits: int) -
     for extent in extents:
         total *= int(extent)
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-    lanes = vector_bits // max(tvm.DataType(str(sch.get(block).writes[0].source.dtype)).bits, 8)
+    stmt = sch.get(block)
+    widest = max(tvm.DataType(str(region.source.dtype)).bits for region in [*stmt.reads, *stmt.writes])
+    lanes = vector_bits // max(widest, 8)  # one register of the widest operand a step
     if lanes > 1 and int(extents[-1]) % lanes == 0 and total >= 2 * lanes:
         outer, inner = sch.split(fused, [None, lanes])
         sch.vectorize(inner)
