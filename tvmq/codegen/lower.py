@@ -109,7 +109,10 @@ def _static_shape(call: relax.Call) -> list[int]:
 # changes; IEEE-rounded float arithmetic), by operator: (arguments that must be constants,
 # the numpy computation of the call from their values).
 _NUMPY_FOLDS = {
-    "relax.permute_dims": (1, lambda call, x: x.transpose(None if call.attrs.axes is None else [int(a) for a in call.attrs.axes])),
+    "relax.permute_dims": (
+        1,
+        lambda call, x: x.transpose(None if call.attrs.axes is None else [int(a) for a in call.attrs.axes]),
+    ),
     "relax.expand_dims": (1, lambda call, x: x.reshape(_static_shape(call))),
     "relax.squeeze": (1, lambda call, x: x.reshape(_static_shape(call))),
     "relax.reshape": (1, lambda call, x: x.reshape(_static_shape(call))),

@@ -2,7 +2,7 @@
 quantization point, streaming batch by batch into one histogram per point.
 
 The model runs as an `ObservedModel`: compiled once, as tvmq compiles models (default
-schedules, all cores: tvmq.codegen.host_vm), with the tensors to observe as extra outputs;
+schedules, all cores: tvmq.codegen.observing_vm), with the tensors to observe as extra outputs;
 the quantization error report (tvmq.quantize.report) reuses it. The statistics are cached on
 disk, keyed by that module, the data and the histogram settings, so choosing another range
 method or percentile later does not run the model again. The model's outputs on the first
