@@ -240,6 +240,10 @@ def test_statistics_are_cached_so_another_method_does_not_rerun_the_model(tmp_pa
     assert second.quantization["config"]["method"] == "percentile"
     # the float outputs the error report measures against come from the cache too
     np.testing.assert_array_equal(second.error_probe.reference[0][0], first.error_probe.reference[0][0])
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tvmq"):
+        quantize_model(model, data, cache_dir=tmp_path, error_report="none")  # another report, same entry
+    assert "calibrating [" not in caplog.text
     data["x"][0, 0] += 1  # other data: the statistics are collected again
     caplog.clear()
     with caplog.at_level("INFO", logger="tvmq"):

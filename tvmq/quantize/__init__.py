@@ -110,7 +110,7 @@ def quantize_model(
         data,
         config.bins,
         Path(cache_dir) if cache_dir else None,
-        probe_samples=0 if error_report == "none" else REPORT_SAMPLES,
+        probe_samples=REPORT_SAMPLES,  # kept whatever the report: one cache entry serves all of them
     )
     statistics = calibration.statistics
     params = activation_params(statistics, points, config)
@@ -144,7 +144,8 @@ def quantize_model(
         "weights": _weight_bytes(plan),
         "error": error,
     }
-    return dataclasses.replace(model, mod=quantized_mod, quantization=summary, error_probe=calibration.probe)
+    probe = None if error_report == "none" else calibration.probe
+    return dataclasses.replace(model, mod=quantized_mod, quantization=summary, error_probe=probe)
 
 
 def _weight_bytes(plan: QuantPlan) -> dict:
