@@ -5,20 +5,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import tvm
+
 from tvmq.errors import BuildError
 from tvmq.progress import log, step
 from tvmq.target import TargetPreset
 
 
-def build_executable(mod, preset: TargetPreset):
+def build_executable(mod, preset: TargetPreset, warn_unscheduled: bool = True):
     """Compile a Relax module for the preset's target with TVM's default pipeline, as tvmq
-    varies it (see `_pipeline`)."""
+    varies it (see `_pipeline`); warning of the kernels left to TVM's serial loops unless
+    `warn_unscheduled` is false (calibration's builds)."""
     from tvm import relax
 
     target = preset.tvm_target()
     with step(f"compiling for {preset.name}"):
         try:
-            pipeline = _pipeline(target, tuned=False, int8_intrin=_default_int8_intrin(mod, target))
+            int8_intrin = _default_int8_intrin(mod, target)
+            pipeline = _pipeline(target, tuned=False, int8_intrin=int8_intrin, warn_unscheduled=warn_unscheduled)
             return relax.build(mod, target=target, relax_pipeline=pipeline)
         except Exception as err:
             raise BuildError(f"compiling for {preset.name} failed: {type(err).__name__}: {err}") from err
@@ -66,7 +70,28 @@ def _default_int8_intrin(mod, target):
     return None if intrin is None or (intrin.saturates and not weights_within_7_bits(mod)) else intrin
 
 
-def _pipeline(target, tuned: bool, int8_intrin=None):
+KERNELS_NAMED = 6  # unscheduled kernels the warning names; the rest it counts
+
+
+@tvm.transform.module_pass(opt_level=0, name="tvmq.WarnUnscheduled")
+def _warn_unscheduled(mod, _ctx):
+    """Warn, naming them, of the kernels that neither a tuning log nor a default schedule
+    scheduled: they run TVM's serial scalar loops."""
+    names = sorted(
+        gv.name_hint
+        for gv, func in mod.functions_items()
+        if isinstance(func, tvm.tirx.PrimFunc) and func.attrs.get("tirx.is_scheduled", 0) != 1
+    )
+    if names:
+        shown = ", ".join(names[:KERNELS_NAMED]) + (
+            f" and {len(names) - KERNELS_NAMED} more" if len(names) > KERNELS_NAMED else ""
+        )
+        count = "1 kernel is" if len(names) == 1 else f"{len(names)} kernels are"
+        log.warning("%s left to TVM's serial loops, no fast schedule (tvmq tune can fix that): %s", count, shown)
+    return mod
+
+
+def _pipeline(target, tuned: bool, int8_intrin=None, warn_unscheduled: bool = True):
     """TVM's backend pipeline for the target, with these changes. Tuned: the log's kernels are
     swapped in for the fused functions they tuned (before any default schedule, so the functions
     still match the tuned workloads). Int8 kernels left without a schedule are tiled around
@@ -105,6 +130,8 @@ def _pipeline(target, tuned: bool, int8_intrin=None):
     vectors = float_vectors(target)
     if vectors is not None:
         fuse += [default_float_schedule(*vectors), default_injective_schedule(vectors[0] * 32)]
+        if warn_unscheduled:
+            fuse.append(_warn_unscheduled)
     if tuned or int8_intrin is not None or vectors is not None:
         fuse += [
             fold_padded_weight_packing(),
