@@ -172,7 +172,7 @@ def _package_to_verify(package_dir, preset):
 
 
 def _print_quantization_summary(record: dict) -> None:
-    from tvmq.report import format_error
+    from tvmq.report import LAYERS_NOT_MEASURED, format_error
 
     error = record.get("error")
     if not error:
@@ -187,7 +187,7 @@ def _print_quantization_summary(record: dict) -> None:
         worst = error["layers"][0]
         print(f"  worst layer   {worst['layer']}: {format_error(worst)} (tvmq report for all)")
     else:
-        print("  per layer     not measured (--error-report full measures every layer)")
+        print(LAYERS_NOT_MEASURED)
 
 
 def _cmd_report(args) -> None:

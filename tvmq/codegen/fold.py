@@ -40,21 +40,22 @@ class FoldConstantKernels:
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         main = mod["main"]
-        calls = []
-        relax.analysis.post_order_visit(main, lambda e: calls.append(e) if _constant_call(e) else None)
+        calls = []  # (call, kernel, constant arguments)
+
+        def collect(expr):
+            found = _constant_call(expr)
+            if found is not None:
+                calls.append((expr, *found))
+
+        relax.analysis.post_order_visit(main, collect)
         if not calls:
             return mod
-        kernels = {}
-        for call in calls:
-            kernel = call.args[0]
-            kernels.setdefault(kernel.name_hint, mod[kernel].with_attr("global_symbol", kernel.name_hint))
+        kernels = {kernel.name_hint: mod[kernel].with_attr("global_symbol", kernel.name_hint) for _, kernel, _ in calls}
         library = tvm.tirx.build(tvm.IRModule(kernels), target=tvm.target.Target({"kind": "llvm"}))
         results = {}
-        for call in calls:
-            kernel, args = _constant_call(call)
-            output = call.ty
-            shape = [int(dim) for dim in output.shape]
-            result = tvm.runtime.empty(shape, output.dtype, tvm.cpu())
+        for call, kernel, args in calls:
+            shape = [int(dim) for dim in call.ty.shape]
+            result = tvm.runtime.empty(shape, call.ty.dtype, tvm.cpu())
             library[kernel.name_hint](*[arg.value for arg in args], result)
             results[call] = relax.const(result)
 

@@ -348,11 +348,8 @@ def outputs_as_computed(mod: tvm.IRModule) -> tuple[tvm.IRModule, list[tuple[int
     func = mod["main"]
     (block,) = func.body.blocks
     values = {binding.var: binding.value for binding in block.bindings}
-    returned = func.body.body
-    if not isinstance(returned, relax.Tuple):
-        return relax.transform.ConvertToDataflow()(mod), [None]
     fields, axes = [], []
-    for field in returned.fields:
+    for field in func.body.body.fields:
         value = values.get(field)
         if op_name(value) == "relax.permute_dims" and value.attrs.axes is not None:
             fields.append(value.args[0])

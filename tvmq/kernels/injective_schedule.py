@@ -11,6 +11,8 @@ parallel.
 
 from __future__ import annotations
 
+import math
+
 import tvm
 from tvm.s_tir import ScheduleError
 from tvm.tirx import IterVar
@@ -51,9 +53,7 @@ def _fuse_parallel_vectorize(sch: tvm.s_tir.Schedule, block, vector_bits: int) -
     extents = [sch.get(loop).extent for loop in loops]
     if not all(isinstance(e, tvm.tirx.IntImm) for e in extents):
         return
-    total = 1
-    for extent in extents:
-        total *= int(extent)
+    total = math.prod(int(extent) for extent in extents)
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     stmt = sch.get(block)
     widest = max(tvm.DataType(str(region.source.dtype)).bits for region in [*stmt.reads, *stmt.writes])

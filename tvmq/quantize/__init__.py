@@ -132,7 +132,7 @@ def quantize_model(
                 quantized_outputs,
                 [layer.title for layer in measured],
                 model.inputs,
-                calibration.probe.batches,
+                calibration.probe,
             )
             error["outputs_of"] = "simulated model"
     summary = {

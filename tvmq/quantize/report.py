@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tvm import relax
 
-from tvmq.metrics import ErrorSums
+from tvmq.metrics import ErrorSums, OutputProbe
 from tvmq.progress import Progress
 from tvmq.quantize.calibrate import ObservedModel
 
@@ -24,27 +24,27 @@ def quantization_error(
     quantized_tensors: list[relax.Expr],
     layer_names: list[str],
     inputs,
-    batches,
+    probe: OutputProbe,
 ) -> dict:
-    """Per-layer (worst SQNR first) and per-output errors of the quantized model: the float
-    model's `float_tensors` against the quantized model's `quantized_tensors`, both observed."""
+    """Per-layer (worst SQNR first) and per-output errors of the quantized model on the
+    probe's batches: the float model's `float_tensors` against the quantized model's
+    `quantized_tensors`, both observed."""
     layers = [ErrorSums() for _ in float_tensors]
     outputs = [ErrorSums() for _ in reference.outputs]
     reference.compile()
     approximation.compile()
-    samples = sum(len(next(iter(b.values()))) for b in batches)
-    progress = Progress("measuring the error per layer", samples, "samples")
-    for batch in batches:
+    progress = Progress("measuring the error per layer", probe.samples, "samples")
+    for batch in probe.batches:
         ref, approx = reference.run(batch, inputs), approximation.run(batch, inputs)
         for sums, x, y in zip(layers, float_tensors, quantized_tensors):
             sums.add(ref[x], approx[y])
         for sums, x, y in zip(outputs, reference.outputs, approximation.outputs):
             sums.add_output(ref[x], approx[y])
-        progress.advance(len(next(iter(batch.values()))))
+        progress.advance(probe.samples // len(probe.batches))
     per_layer = [{"layer": name, **sums.to_json()} for name, sums in zip(layer_names, layers)]
     per_layer.sort(key=lambda row: row["sqnr_db"] if row["sqnr_db"] is not None else float("inf"))
     return {
-        "samples": samples,
+        "samples": probe.samples,
         "layers": per_layer,
         "outputs": [sums.to_json() for sums in outputs],
     }

@@ -12,9 +12,10 @@ error recorded in the package's metadata at build time.
 
 from tvmq.report.chart import MissingDependencyError, check_chart_dependency, write_chart
 from tvmq.report.package_report import PackageReport, build_report, write_json
-from tvmq.report.text import format_error, format_report
+from tvmq.report.text import LAYERS_NOT_MEASURED, format_error, format_report
 
 __all__ = [
+    "LAYERS_NOT_MEASURED",
     "MissingDependencyError",
     "PackageReport",
     "build_report",

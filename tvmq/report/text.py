@@ -7,6 +7,9 @@ from __future__ import annotations
 from tvmq.report.latency import Latency
 from tvmq.report.package_report import Measured, PackageReport
 
+# What the report and the compile summary print when only the outputs were measured.
+LAYERS_NOT_MEASURED = "  per layer     not measured (--error-report full measures every layer)"
+
 
 def format_error(row: dict) -> str:
     """One error row of the quantization report (a layer or an output) in words."""
@@ -123,7 +126,7 @@ def _quantization_lines(record: dict | None) -> list[str]:
     if "outputs_not_measured" in error:
         lines.append(f"  outputs       not measured: {error['outputs_not_measured']}")
     if not error["layers"]:
-        return lines + ["  per layer     not measured (--error-report full measures every layer)"]
+        return lines + [LAYERS_NOT_MEASURED]
     width = max((len(row["layer"]) for row in error["layers"]), default=len("layer"))
     lines += ["", "  per layer, worst first (error accumulated up to each layer's output)"]
     lines.append(f"  {'layer':<{width}}  {'SQNR dB':>8}  {'cosine':>8}")
