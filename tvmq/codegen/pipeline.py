@@ -97,7 +97,8 @@ def _pipeline(target, tuned: bool, int8_intrin=None, warn_unscheduled: bool = Tr
     still match the tuned workloads). Int8 kernels left without a schedule are tiled around
     `int8_intrin` (tvmq.kernels.int8_schedule), float convolutions and matmuls on the CPU's
     vectors (tvmq.kernels.float_schedule), kernels without a reduction as one parallel,
-    vectorized pass (tvmq.kernels.injective_schedule). The weight packing that tuned and int8 kernels
+    vectorized pass (tvmq.kernels.injective_schedule), other reductions (softmax, norms,
+    pooling) by rows or by vectors of columns (tvmq.kernels.reduction_schedule). The weight packing that tuned and int8 kernels
     chose (layout-rewrite blocks) is split out and evaluated on the constant weights at compile
     time, so it never runs per inference. GPU: kernels the log lacks get dlight's default
     schedules through `default_gpu_schedule`, which survives the rules that fail on some kernels."""
@@ -111,6 +112,7 @@ def _pipeline(target, tuned: bool, int8_intrin=None, warn_unscheduled: bool = Tr
     from tvmq.kernels.gpu_schedule import default_gpu_schedule
     from tvmq.kernels.injective_schedule import default_injective_schedule
     from tvmq.kernels.int8_schedule import default_int8_schedule, fold_padded_weight_packing
+    from tvmq.kernels.reduction_schedule import default_reduction_schedule
     from tvmq.target import float_vectors
 
     gpu = target.kind.name == "cuda"  # tvmq's two target kinds: llvm and cuda
@@ -129,7 +131,12 @@ def _pipeline(target, tuned: bool, int8_intrin=None, warn_unscheduled: bool = Tr
         fuse.append(default_int8_schedule(int8_intrin))
     vectors = float_vectors(target)
     if vectors is not None:
-        fuse += [default_float_schedule(*vectors), default_injective_schedule(vectors[0] * 32)]
+        vector_bits = vectors[0] * 32
+        fuse += [
+            default_float_schedule(*vectors),
+            default_injective_schedule(vector_bits),
+            default_reduction_schedule(vector_bits),
+        ]
         if warn_unscheduled:
             fuse.append(_warn_unscheduled)
     if tuned or int8_intrin is not None or vectors is not None:

@@ -1,4 +1,5 @@
-"""The schedule float convolutions and matrix products get on CPUs when no tuning log holds one:
+"""The schedule float convolutions and matrix products (and int32 ones, DTYPES) get on CPUs
+when no tuning log holds one:
 register tiles of output rows by vectors of output channels (tvmq.kernels.tiling), each a
 broadcast-multiply-add over the whole reduction, with the bias and activation that follow
 fused into the tile's output loop.
@@ -17,19 +18,30 @@ import math
 
 import tvm
 from tvm.s_tir import ScheduleError
-from tvm.sym.analyzer import Analyzer
 from tvm.tirx import IterVar
-from tvm.tirx.analysis import undefined_vars
 
-from tvmq.kernels.tiling import LAYOUT_REWRITE, default_schedule_pass, tile_reduction
+from tvmq.kernels.tiling import (
+    LAYOUT_REWRITE,
+    default_schedule_pass,
+    largest_divisor,
+    steps_by_one,
+    tile_reduction,
+    uses,
+)
 
 MAX_ROWS = 8  # output rows per tile
 MAX_WIDTHS = 4  # vectors of output channels per tile
+# Rows are padded to whole tiles only from this many, where the padding wastes at most a tile
+# in PAD_ROWS_FROM / MAX_ROWS.
+PAD_ROWS_FROM = 4 * MAX_ROWS
 # Weights above this size are laid out and read channel tile by channel tile, each tile's
 # weights then serving all output rows while in cache. Smaller weights stay in a core's L2
 # whatever the order, and row-major tiles give each core whole output rows, which stay in its
 # own cache from one kernel to the next.
 CHANNELS_OUTER_ABOVE = 1 << 20
+# Products this tile computes: float32, and int32, the widened integer operands of an int8
+# activation matmul (attention's) that no int8 intrinsic takes.
+DTYPES = ("float32", "int32")
 
 
 def schedule_float_kernel(func: tvm.tirx.PrimFunc, lanes: int, registers: int) -> tvm.tirx.PrimFunc | None:
@@ -43,6 +55,7 @@ def schedule_float_kernel(func: tvm.tirx.PrimFunc, lanes: int, registers: int) -
 def tile_float_kernel(sch: tvm.s_tir.Schedule, lanes: int, registers: int) -> tvm.s_tir.Schedule | None:
     """A copy of `sch` (a kernel's module) with its float conv or matmul register-tiled, or
     None. Tuning measures it beside the searched candidates (tvmq.kernels.spaces)."""
+    sch = _padded_to_tiles(sch, lanes) or sch
     found = _float_reduction(sch, lanes)
     if found is None:
         return None
@@ -81,13 +94,15 @@ def _pack_weights(sch: tvm.s_tir.Schedule, name: str, n_iter: int, tile_channels
     n = stmt.iter_vars[n_iter].var
     others = [iv.var for i, iv in enumerate(stmt.iter_vars) if iv.iter_type == IterVar.DataPar and i != n_iter]
     operands = [[r.min for r in region.region] for region in stmt.reads]
-    if all(any(_uses(d, n) for d in dims) for dims in operands):
+    if all(any(uses(d, n) for d in dims) for dims in operands):
         return 0
     for index, dims in enumerate(operands):
-        if not any(_uses(d, n) for d in dims) or any(_uses(d, v) for d in dims for v in others):
+        if not any(uses(d, n) for d in dims) or any(uses(d, v) for d in dims for v in others):
             continue
-        n_dim = next(i for i, d in enumerate(dims) if _uses(d, n))
+        n_dim = next(i for i, d in enumerate(dims) if uses(d, n))
         packer = sch.cache_read(block, index, "global")
+        for padding in sch.get_producers(packer):  # zeros padding the weights (_padded_to_tiles)
+            sch.compute_inline(padding)  # go into the packed weights, so that they fold too
         sch.transform_layout(
             block,
             ("read", index),
@@ -103,6 +118,48 @@ def _float_reduction(sch: tvm.s_tir.Schedule, lanes: int) -> tuple[str, int, int
     """(name, N's position among its iterators, lanes) of the kernel's float32 product
     reduction whose output channels N are vectorizable: the innermost index of the output and
     of every operand that N indexes, a whole number of `lanes` (or of half as many); else None."""
+    found = _contiguous_channels(sch)
+    if found is None:
+        return None
+    name, n_iter, channels = found
+    for width in (lanes, lanes // 2):
+        if width > 1 and channels % width == 0:
+            return name, n_iter, width
+    return None
+
+
+def _padded_to_tiles(sch: tvm.s_tir.Schedule, lanes: int) -> tvm.s_tir.Schedule | None:
+    """A copy of `sch` whose product (a matmul: the einsum pattern) computes on output channels
+    padded to a whole number of vectors, where they are none, and on rows padded to whole
+    tiles, where they are many without a divisor near a tile (attention's 197 patches); zeros
+    fill the operands' padding, and a copy to the output cuts it off. None where nothing needs
+    padding, or the product cannot pad (convolutions)."""
+    found = _contiguous_channels(sch)
+    if found is None:
+        return None
+    name, n_iter, channels = found
+    iters = sch.get(sch.get_sblock(name)).iter_vars
+    rows = [i for i, iv in enumerate(iters) if iv.iter_type == IterVar.DataPar and i != n_iter][-1]
+    padding = [1] * len(iters)
+    if channels % lanes and channels % (lanes // 2):
+        padding[n_iter] = lanes
+    row_count = int(iters[rows].dom.extent)
+    if row_count >= PAD_ROWS_FROM and largest_divisor(row_count, MAX_ROWS) < MAX_ROWS // 2:
+        padding[rows] = MAX_ROWS
+    if padding == [1] * len(iters):
+        return None
+    padded = sch.copy()
+    try:
+        padded.pad_einsum(padded.get_sblock(name), padding)
+    except ScheduleError:
+        return None
+    return padded
+
+
+def _contiguous_channels(sch: tvm.s_tir.Schedule) -> tuple[str, int, int] | None:
+    """(name, N's position among its iterators, N's extent) of the kernel's product reduction
+    (one of DTYPES throughout) whose output channels N are the innermost index of the output and of every
+    operand that N indexes; else None."""
     for block in sch.get_child_blocks(sch.get_sblock("root")):
         stmt = sch.get(block)
         kinds = [iv.iter_type for iv in stmt.iter_vars]
@@ -110,7 +167,7 @@ def _float_reduction(sch: tvm.s_tir.Schedule, lanes: int) -> tuple[str, int, int
             len(stmt.writes) != 1
             or len(stmt.reads) != 2
             or IterVar.CommReduce not in kinds
-            or any(region.source.dtype != "float32" for region in [*stmt.reads, *stmt.writes])
+            or {str(region.source.dtype) for region in [*stmt.reads, *stmt.writes]} not in ({d} for d in DTYPES)
             or not _is_multiply_add(stmt)
         ):
             continue
@@ -122,10 +179,7 @@ def _float_reduction(sch: tvm.s_tir.Schedule, lanes: int) -> tuple[str, int, int
             continue
         if not all(_innermost_or_absent(region, n) for region in stmt.reads):
             continue
-        channels = int(stmt.iter_vars[n_iter].dom.extent)
-        for width in (lanes, lanes // 2):
-            if width > 1 and channels % width == 0:
-                return stmt.name_hint, n_iter, width
+        return stmt.name_hint, n_iter, int(stmt.iter_vars[n_iter].dom.extent)
     return None
 
 
@@ -150,16 +204,11 @@ def _innermost_or_absent(region, var) -> bool:
     """Whether `var` steps only the innermost dimension of `region` (dimensions of extent 1
     after it aside), by one, or indexes none of it: vectors along it are then contiguous."""
     dims = [r.min for r in region.region]
-    uses = [i for i, index in enumerate(dims) if _uses(index, var)]
-    if not uses:
+    indexed = [i for i, index in enumerate(dims) if uses(index, var)]
+    if not indexed:
         return True
-    trailing = [i for i in range(uses[0] + 1, len(dims)) if int(region.source.shape[i]) != 1]
-    step_one = not _uses(Analyzer().simplify(dims[uses[0]] - var), var)
-    return len(uses) == 1 and step_one and not trailing
-
-
-def _uses(expr, var) -> bool:
-    return any(v.same_as(var) for v in undefined_vars(expr))
+    trailing = [i for i in range(indexed[0] + 1, len(dims)) if int(region.source.shape[i]) != 1]
+    return len(indexed) == 1 and steps_by_one(dims[indexed[0]], var) and not trailing
 
 
 def _register_tile(sch: tvm.s_tir.Schedule, name: str, n_iter: int, lanes: int, registers: int) -> tuple[int, int]:

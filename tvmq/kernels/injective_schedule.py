@@ -17,7 +17,7 @@ import tvm
 from tvm.s_tir import ScheduleError
 from tvm.tirx import IterVar
 
-from tvmq.kernels.tiling import default_schedule_pass
+from tvmq.kernels.tiling import default_schedule_pass, vector_lanes
 
 # Below this many output elements a kernel runs on one core: waking the thread pool costs more
 # than such a pass over memory.
@@ -38,7 +38,7 @@ def schedule_injective_kernel(func: tvm.tirx.PrimFunc, vector_bits: int) -> tvm.
         except ScheduleError:  # an output, or a stage that cannot be recomputed in its readers
             pass
     for block in sch.get_child_blocks(root):
-        _fuse_parallel_vectorize(sch, block, vector_bits)
+        fuse_parallel_vectorize(sch, block, vector_bits)
     return sch.mod["main"]
 
 
@@ -46,7 +46,9 @@ def _has_reduction(stmt) -> bool:
     return any(iv.iter_type != IterVar.DataPar for iv in stmt.iter_vars)
 
 
-def _fuse_parallel_vectorize(sch: tvm.s_tir.Schedule, block, vector_bits: int) -> None:
+def fuse_parallel_vectorize(sch: tvm.s_tir.Schedule, block, vector_bits: int) -> None:
+    """The block's loops fused into one, split into vectors where they divide, in parallel
+    above PARALLEL_FROM elements."""
     loops = sch.get_loops(block)
     if not loops:
         return
@@ -55,9 +57,7 @@ def _fuse_parallel_vectorize(sch: tvm.s_tir.Schedule, block, vector_bits: int) -
         return
     total = math.prod(int(extent) for extent in extents)
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-    stmt = sch.get(block)
-    widest = max(tvm.DataType(str(region.source.dtype)).bits for region in [*stmt.reads, *stmt.writes])
-    lanes = vector_bits // max(widest, 8)  # one register of the widest operand a step
+    lanes = vector_lanes(sch.get(block), vector_bits)
     if lanes > 1 and int(extents[-1]) % lanes == 0 and total >= 2 * lanes:
         outer, inner = sch.split(fused, [None, lanes])
         sch.vectorize(inner)

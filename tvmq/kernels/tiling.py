@@ -9,7 +9,9 @@ kernel's elementwise epilogue follows each tile while its outputs are still in c
 from __future__ import annotations
 
 import tvm
+from tvm.sym import detect_linear_equation
 from tvm.tirx import IterVar
+from tvm.tirx.analysis import undefined_vars
 
 LAYOUT_REWRITE = "meta_schedule.layout_rewrite_preproc"
 
@@ -49,8 +51,8 @@ def tile_reduction(
         reduction.append(k_outer)
         inside_lanes.append(k_inner_loop)
     rows, widths = tile
-    row_outer, row_inner = sch.split(spatial[-1], [None, _largest_divisor(_extent(sch, spatial[-1]), rows)])
-    n_tiles, n_widths = sch.split(n_outer, [None, _largest_divisor(_extent(sch, n_outer), widths)])
+    row_outer, row_inner = sch.split(spatial[-1], [None, largest_divisor(extent(sch, spatial[-1]), rows)])
+    n_tiles, n_widths = sch.split(n_outer, [None, largest_divisor(extent(sch, n_outer), widths)])
     # Channel tiles outermost: one tile's weights are reused by all the rows that follow it
     # while they are in cache (they matter where the weights outgrow the cache).
     tiles = [n_tiles, *spatial[:-1], row_outer] if channels_outer else [*spatial[:-1], row_outer, n_tiles]
@@ -169,11 +171,30 @@ def _parallel(sch: tvm.s_tir.Schedule, loops) -> None:
         sch.parallel(loops[0])
 
 
-def _extent(sch: tvm.s_tir.Schedule, loop) -> int:
-    return int(sch.get(loop).extent)
+def extent(sch: tvm.s_tir.Schedule, loop) -> int:
+    """The loop's extent, 0 where it is not a constant."""
+    value = sch.get(loop).extent
+    return int(value) if isinstance(value, tvm.tirx.IntImm) else 0
 
 
-def _largest_divisor(total: int, limit: int) -> int:
+def uses(expr, var) -> bool:
+    """Whether `var` occurs in `expr`."""
+    return any(v.same_as(var) for v in undefined_vars(expr))
+
+
+def steps_by_one(index, var) -> bool:
+    """Whether `index` grows by exactly one when `var` does."""
+    coefficients = detect_linear_equation(index, [var])
+    return len(coefficients) == 2 and isinstance(coefficients[0], tvm.tirx.IntImm) and int(coefficients[0]) == 1
+
+
+def vector_lanes(stmt, vector_bits: int) -> int:
+    """Elements a register holds of the block's widest operand: one register a step."""
+    widest = max(tvm.DataType(str(region.source.dtype)).bits for region in [*stmt.reads, *stmt.writes])
+    return vector_bits // max(widest, 8)
+
+
+def largest_divisor(total: int, limit: int) -> int:
     return max(d for d in range(1, min(total, limit) + 1) if total % d == 0)
 
 
