@@ -18,7 +18,7 @@ from tvmq.codegen.lower import (
     FoldConstantsWithNumpy,
     FoldPadIntoConv,
     PadInt8ConvChannels,
-    erf_as_polynomial,
+    transcendentals_as_polynomials,
 )
 from tvmq.compiler import codegen_module
 from tvmq.frontend import load_model
@@ -152,23 +152,38 @@ def test_gpu_code_names_every_variable_as_a_c_identifier():
     tvm.ir.assert_structural_equal(renamed, builder.get()["main"], map_free_vars=True)
 
 
-def test_float_erf_becomes_a_polynomial_within_4e_7_of_erf():
-    """GELU's erf, which compiles to a C library call per element, is computed by TOPI's
-    rational approximation, which vectorizes; over [-6, 6] it stays within 4e-7 of erf."""
+@pytest.mark.parametrize(
+    "op, exact, low, high, rtol, atol",
+    [
+        (relax.op.erf, np.vectorize(math.erf), -6, 6, 0, 4e-7),
+        (relax.op.exp, np.exp, -20, 0, 1.1e-6, 0),
+        (relax.op.tanh, np.tanh, -8, 8, 0, 4e-7),
+        (lambda x: relax.op.nn.softmax(x, axis=-1), None, -20, 20, 2e-6, 0),
+    ],
+    ids=["erf", "exp", "tanh", "softmax"],
+)
+def test_float_transcendentals_become_polynomials_within_their_bounds(op, exact, low, high, rtol, atol):
+    """GELU's erf, exp, tanh and softmax's exponentials compile to a C library call per
+    element; TOPI's approximations vectorize, and stay within these bounds of the exact values
+    (exp: on softmax's inputs, x - max <= 0)."""
     builder = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((4, 1000), "float32"))
     with builder.function("main", [x]):
         with builder.dataflow():
-            y = builder.emit_output(builder.emit(relax.op.erf(x)))
+            y = builder.emit_output(builder.emit(op(x)))
         builder.emit_func_output(y)
-    rewritten = erf_as_polynomial(builder.get())
-    assert "R.erf(" in builder.get().script()
-    assert "R.erf(" not in rewritten.script() and "fast_erf" in rewritten.script()
+    rewritten = transcendentals_as_polynomials(builder.get())
+    assert "fast_" in rewritten.script() and "fast_" not in builder.get().script()
 
-    values = np.linspace(-6, 6, 4000, dtype=np.float32).reshape(4, 1000)
+    values = np.linspace(low, high, 4000, dtype=np.float32).reshape(4, 1000)
     vm = relax.VirtualMachine(relax.build(rewritten, "llvm"), tvm.cpu())
-    exact = np.vectorize(math.erf)(values.astype(np.float64))
-    np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(values)).numpy(), exact, rtol=0, atol=4e-7)
+    wide = values.astype(np.float64)
+    if exact is None:  # softmax
+        expected = np.exp(wide - wide.max(-1, keepdims=True))
+        expected /= expected.sum(-1, keepdims=True)
+    else:
+        expected = exact(wide)
+    np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(values)).numpy(), expected, rtol=rtol, atol=atol)
 
 
 def test_integer_scalars_become_one_element_tensors_of_the_operand_rank_and_floats_stay():

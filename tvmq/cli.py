@@ -356,6 +356,37 @@ def _cmd_bench(args) -> None:
         write_atomically(args.json, lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
 
 
+PROFILE_ROWS = 25  # kernels `tvmq profile` lists; the rest it sums in one line
+
+
+def _cmd_profile(args) -> None:
+    from tvmq.runtime import load_package
+
+    package = load_package(args.package)
+    inputs = _read_inputs(args.input, package) if args.input else None
+    profile = package.profile(inputs, threads=args.threads)
+    target = package.metadata.target
+    print(f"package  {args.package} ({target['name']}), {profile.threads} threads")
+    print(
+        f"one inference {profile.end_to_end_ms:.3f} ms (median); its kernels, each timed alone, "
+        f"{profile.kernels_ms:.3f} ms; the VM's own work the rest"
+    )
+    print(f"{'ms/call':>9} {'calls':>5} {'total ms':>9} {'share':>6}  {'schedule':<20} kernel")
+    for kernel in profile.kernels[:PROFILE_ROWS]:
+        print(
+            f"{kernel.ms_per_call:9.4f} {kernel.calls:5d} {kernel.total_ms:9.3f} "
+            f"{100 * profile.share(kernel):5.1f}%  {kernel.schedule:<20} {kernel.name}"
+        )
+    rest = profile.kernels[PROFILE_ROWS:]
+    if rest:
+        rest_ms = sum(k.total_ms for k in rest)
+        print(f"{'':9} {'':5} {rest_ms:9.3f} {100 * rest_ms / profile.end_to_end_ms:5.1f}%  {len(rest)} more kernels")
+    print("by schedule: " + ", ".join(f"{source} {ms:.2f} ms" for source, ms in profile.by_schedule().items()))
+    if args.json:
+        report = {**profile.to_json(), "package": str(args.package), "target": target["name"]}
+        write_atomically(args.json, lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
+
+
 def _cmd_demo(args) -> None:
     from tvmq.demo import run_demo
 
@@ -531,6 +562,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--rpc", metavar="HOST:PORT", help="measure on the TVM RPC server at HOST:PORT (a board)")
     p.set_defaults(func=_cmd_bench)
+
+    p = commands.add_parser("profile", help="time each kernel of a package: where the time goes")
+    p.add_argument("package", type=Path)
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input (default: random)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all available)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.set_defaults(func=_cmd_profile)
 
     p = commands.add_parser("demo", help="compile, run and benchmark the bundled example")
     p.add_argument(

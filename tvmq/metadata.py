@@ -38,6 +38,7 @@ class PackageMetadata:
     quantization: dict | None = None  # the quantization settings used; None: float
     tuning: dict | None = None  # the tuning log applied; None: untuned
     device_code: dict | None = None  # CUDA: DeviceCode.to_json() (fatbin, or source); None: CPU
+    kernels: dict | None = None  # kernel name -> where its schedule came from (tvmq profile shows it)
 
     def to_json(self) -> dict:
         return {
@@ -50,6 +51,7 @@ class PackageMetadata:
             "quantization": self.quantization,
             "tuning": self.tuning,
             "device_code": self.device_code,
+            "kernels": self.kernels,
             "library": self.library.to_json(),
             "created": self.created,
         }
@@ -73,6 +75,7 @@ class PackageMetadata:
                 quantization=data.get("quantization"),
                 tuning=data.get("tuning"),
                 device_code=data.get("device_code"),
+                kernels=data.get("kernels"),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise PackageError(f"{where}: malformed package metadata ({type(err).__name__}: {err})") from None

@@ -162,21 +162,32 @@ class FoldConstantsWithNumpy:
         return _FoldWithNumpy(mod).visit_expr(func)
 
 
+# float32 functions that compile to a C library call per element, and TOPI's approximations of
+# them, which vectorize with the kernel around them: erf within 4e-7 of erf, exp within 1.1e-6
+# relative to exp on softmax's inputs (x - max <= 0), tanh within 4e-7.
+POLYNOMIALS = {
+    "relax.erf": lambda call: (topi.fast_erf, call.args[0]),
+    "relax.exp": lambda call: (topi.fast_exp, call.args[0]),
+    "relax.tanh": lambda call: (topi.fast_tanh, call.args[0]),
+    "relax.nn.softmax": lambda call: (topi.nn.fast_softmax, call.args[0], int(call.attrs.axis)),
+}
+
+
 @relax.expr_functor.mutator
-class _ErfAsPolynomial(relax.PyExprMutator):
+class _TranscendentalsAsPolynomials(relax.PyExprMutator):
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
-        if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.erf" and str(call.ty.dtype) == "float32":
-            return self.builder_.call_te(topi.fast_erf, call.args[0])
+        if isinstance(call.op, tvm.ir.Op) and call.op.name in POLYNOMIALS and str(call.ty.dtype) == "float32":
+            return self.builder_.call_te(*POLYNOMIALS[call.op.name](call))
         return call
 
 
-@tvm.transform.module_pass(opt_level=0, name="tvmq.ErfAsPolynomial")
-def erf_as_polynomial(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-    """Compute float32 erf (GELU's) with TOPI's rational approximation (within 4e-7 of erf)
-    instead of a call to the C library's erff per element: it vectorizes with the kernel
-    around it, where the library call left GELU the slowest part of a transformer layer."""
-    mutator = _ErfAsPolynomial(mod)
+@tvm.transform.module_pass(opt_level=0, name="tvmq.TranscendentalsAsPolynomials")
+def transcendentals_as_polynomials(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """Compute float32 erf (GELU's), exp, tanh and softmax with TOPI's approximations
+    (POLYNOMIALS) instead of a C library call per element: they vectorize, where the library
+    calls left GELU, then softmax, the slowest parts of a transformer layer."""
+    mutator = _TranscendentalsAsPolynomials(mod)
     for global_var, func in mod.functions_items():
         if isinstance(func, relax.Function):
             mutator.builder_.update_func(global_var, mutator.visit_expr(func))
@@ -314,7 +325,8 @@ def lower_pipeline(preset: TargetPreset) -> tvm.transform.Pass:
     min/max; int8 convolutions padded to whole groups of
     4 input channels where the target has int8 dot products; on CPU targets channels-last
     (GPU targets keep the model's layout for TVM's GPU schedules) with pads folded into the
-    convolutions and erf as a polynomial; the calibration's numbers as kernel parameters."""
+    convolutions and erf, exp, tanh and softmax approximated by polynomials (POLYNOMIALS); the
+    calibration's numbers as kernel parameters."""
     cpu = preset.kind == "llvm"
     passes = [ClipAsMinMax()] if cpu else [CIdentifiers(), ClipAsMinMax()]
     if int8_dot_isa(preset.tvm_target()) is not None:
@@ -329,7 +341,7 @@ def lower_pipeline(preset: TargetPreset) -> tvm.transform.Pass:
         ]
     passes.append(CalibrationConstantsAsParameters())
     if cpu:
-        passes.append(erf_as_polynomial)
+        passes.append(transcendentals_as_polynomials)
     return tvm.transform.Sequential(passes, name="tvmq.Lower")
 
 

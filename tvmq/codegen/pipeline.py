@@ -12,25 +12,29 @@ from tvmq.progress import log, step
 from tvmq.target import TargetPreset
 
 
-def build_executable(mod, preset: TargetPreset, warn_unscheduled: bool = True):
+def build_executable(mod, preset: TargetPreset, warn_unscheduled: bool = True, schedules: dict | None = None):
     """Compile a Relax module for the preset's target with TVM's default pipeline, as tvmq
     varies it (see `_pipeline`); warning of the kernels left to TVM's serial loops unless
-    `warn_unscheduled` is false (calibration's builds)."""
+    `warn_unscheduled` is false (calibration's builds). `schedules`, when given, is filled with
+    each kernel's name -> where its schedule came from (_schedule_census)."""
     from tvm import relax
 
     target = preset.tvm_target()
     with step(f"compiling for {preset.name}"):
         try:
             int8_intrin = _default_int8_intrin(mod, target)
-            pipeline = _pipeline(target, tuned=False, int8_intrin=int8_intrin, warn_unscheduled=warn_unscheduled)
+            pipeline = _pipeline(target, False, int8_intrin, _schedule_census(schedules, warn_unscheduled))
             return relax.build(mod, target=target, relax_pipeline=pipeline)
         except Exception as err:
             raise BuildError(f"compiling for {preset.name} failed: {type(err).__name__}: {err}") from err
 
 
-def build_tuned_executable(mod, preset: TargetPreset, log_dir: Path, num_cores: int | None = None):
+def build_tuned_executable(
+    mod, preset: TargetPreset, log_dir: Path, num_cores: int | None = None, schedules: dict | None = None
+):
     """Compile with the kernels a tuning log holds for this target (no tuning happens);
-    returns the executable and which kernels the log covered."""
+    returns the executable and which kernels the log covered. `schedules` as for
+    build_executable."""
     import tvm
     from tvm import relax
 
@@ -55,7 +59,7 @@ def build_tuned_executable(mod, preset: TargetPreset, log_dir: Path, num_cores: 
     with step(f"compiling for {preset.name} with tuned kernels ({covered.describe()})"):
         try:
             with target, database, tvm.transform.PassContext(opt_level=3):
-                pipeline = _pipeline(target, tuned=True, int8_intrin=int8_intrin)
+                pipeline = _pipeline(target, True, int8_intrin, _schedule_census(schedules, warn=True))
                 return relax.build(mod, target=target, relax_pipeline=pipeline), covered
         except Exception as err:
             raise BuildError(f"compiling for {preset.name} failed: {type(err).__name__}: {err}") from err
@@ -71,37 +75,49 @@ def _default_int8_intrin(mod, target):
 
 
 KERNELS_NAMED = 6  # unscheduled kernels the warning names; the rest it counts
+TUNING_LOG = "tuning log"  # how a kernel whose schedule a tuning log's record gave is recorded
+FALLBACK = "TVM fallback"  # how a kernel nothing scheduled is recorded (serial scalar loops)
 
 
-@tvm.transform.module_pass(opt_level=0, name="tvmq.WarnUnscheduled")
-def _warn_unscheduled(mod, _ctx):
-    """Warn, naming them, of the kernels that neither a tuning log nor a default schedule
-    scheduled: they run TVM's serial scalar loops."""
-    names = sorted(
-        gv.name_hint
-        for gv, func in mod.functions_items()
-        if isinstance(func, tvm.tirx.PrimFunc) and func.attrs.get("tirx.is_scheduled", 0) != 1
-    )
-    if names:
-        shown = ", ".join(names[:KERNELS_NAMED]) + (
-            f" and {len(names) - KERNELS_NAMED} more" if len(names) > KERNELS_NAMED else ""
-        )
-        count = "1 kernel is" if len(names) == 1 else f"{len(names)} kernels are"
-        log.warning("%s left to TVM's serial loops, no fast schedule (tvmq tune can fix that): %s", count, shown)
-    return mod
+def _schedule_census(schedules: dict | None, warn: bool):
+    """A module pass recording into `schedules` (when given) where each kernel's schedule came
+    from: a tuning log, a default schedule (its SCHEDULE_ATTR), or nowhere (FALLBACK); warning,
+    if `warn`, naming the kernels that got nothing: they run TVM's serial scalar loops."""
+    from tvmq.kernels.tiling import SCHEDULE_ATTR
+
+    @tvm.transform.module_pass(opt_level=0, name="tvmq.ScheduleCensus")
+    def census(mod, _ctx):
+        found = {}
+        for gv, func in mod.functions_items():
+            if isinstance(func, tvm.tirx.PrimFunc):
+                scheduled = func.attrs.get("tirx.is_scheduled", 0) == 1
+                found[gv.name_hint] = str(func.attrs.get(SCHEDULE_ATTR, TUNING_LOG)) if scheduled else FALLBACK
+        if schedules is not None:
+            schedules.update(found)
+        names = sorted(name for name, source in found.items() if source == FALLBACK)
+        if warn and names:
+            shown = ", ".join(names[:KERNELS_NAMED]) + (
+                f" and {len(names) - KERNELS_NAMED} more" if len(names) > KERNELS_NAMED else ""
+            )
+            count = "1 kernel is" if len(names) == 1 else f"{len(names)} kernels are"
+            log.warning("%s left to TVM's serial loops, no fast schedule (tvmq tune can fix that): %s", count, shown)
+        return mod
+
+    return census
 
 
-def _pipeline(target, tuned: bool, int8_intrin=None, warn_unscheduled: bool = True):
+def _pipeline(target, tuned: bool, int8_intrin, census):
     """TVM's backend pipeline for the target, with these changes. Tuned: the log's kernels are
     swapped in for the fused functions they tuned (before any default schedule, so the functions
     still match the tuned workloads). Int8 kernels left without a schedule are tiled around
     `int8_intrin` (tvmq.kernels.int8_schedule), float convolutions and matmuls on the CPU's
     vectors (tvmq.kernels.float_schedule), kernels without a reduction as one parallel,
     vectorized pass (tvmq.kernels.injective_schedule), other reductions (softmax, norms,
-    pooling) by rows or by vectors of columns (tvmq.kernels.reduction_schedule). The weight packing that tuned and int8 kernels
-    chose (layout-rewrite blocks) is split out and evaluated on the constant weights at compile
-    time, so it never runs per inference. GPU: kernels the log lacks get dlight's default
-    schedules through `default_gpu_schedule`, which survives the rules that fail on some kernels."""
+    pooling) by rows or by vectors of columns (tvmq.kernels.reduction_schedule). The weight
+    packing that tuned and int8 kernels chose (layout-rewrite blocks) is split out and evaluated
+    on the constant weights at compile time, so it never runs per inference. GPU: kernels the
+    log lacks get dlight's default schedules through `default_gpu_schedule`, which survives the
+    rules that fail on some kernels. Last, `census` records how each kernel was scheduled."""
     import tvm
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
@@ -137,8 +153,6 @@ def _pipeline(target, tuned: bool, int8_intrin=None, warn_unscheduled: bool = Tr
             default_injective_schedule(vector_bits),
             default_reduction_schedule(vector_bits),
         ]
-        if warn_unscheduled:
-            fuse.append(_warn_unscheduled)
     if tuned or int8_intrin is not None or vectors is not None:
         fuse += [
             fold_padded_weight_packing(),
@@ -147,4 +161,5 @@ def _pipeline(target, tuned: bool, int8_intrin=None, warn_unscheduled: bool = Tr
         ]
     if gpu:
         fuse.append(default_gpu_schedule())
+    fuse.append(census)
     return tvm.transform.Sequential([*fuse, *pipeline.dataflow_lower_passes(target), *pipeline.finalize_passes(target)])

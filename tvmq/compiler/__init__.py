@@ -99,10 +99,11 @@ def compile_model(
     with step("realizing integer operators" if quantized and not simulate else "preparing the model"):
         mod = codegen_module(model.mod, preset, simulate)
     tuning = None
+    schedules: dict = {}
     if tuning_log is None:
-        executable = build_executable(mod, preset)
+        executable = build_executable(mod, preset, schedules=schedules)
     else:
-        executable, covered = build_tuned_executable(mod, preset, Path(tuning_log))
+        executable, covered = build_tuned_executable(mod, preset, Path(tuning_log), schedules=schedules)
         tuning = {"log": str(tuning_log), **covered.to_json()}
 
     device_code = compile_device_code(executable, preset) if preset.kind == CUDA_KIND else None
@@ -129,6 +130,7 @@ def compile_model(
             quantization=quantization,
             tuning=tuning,
             device_code=device_code.to_json() if device_code else None,
+            kernels=dict(sorted(schedules.items())),
         )
         return metadata.to_json()
 

@@ -83,26 +83,17 @@ def tile_float_kernel(sch: tvm.s_tir.Schedule, lanes: int, registers: int) -> tv
 
 
 def _pack_weights(sch: tvm.s_tir.Schedule, name: str, n_iter: int, tile_channels: int) -> int:
-    """Lay out the weights (the operand that only the output channels N and the reduction
-    index) as [N / tile_channels, other dims..., tile_channels]: the weights one tile reads are
-    then one contiguous stream. The copy is marked as layout-rewrite preprocessing, which the
-    compiler folds into the constant weights. Returns the weights' size in bytes, 0 where there
-    are none: where each output channel reads its own input channel (depthwise convolutions) or
-    where the operand N indexes also varies with other output iterators (a batched matmul's)."""
+    """Lay out the weights (_weights_operand) as [N / tile_channels, other dims...,
+    tile_channels]: the weights one tile reads are then one contiguous stream. The copy is
+    marked as layout-rewrite preprocessing, which the compiler folds into the constant weights.
+    Returns the weights' size in bytes, 0 where there are none."""
     block = sch.get_sblock(name)
     stmt = sch.get(block)
-    n = stmt.iter_vars[n_iter].var
-    others = [iv.var for i, iv in enumerate(stmt.iter_vars) if iv.iter_type == IterVar.DataPar and i != n_iter]
-    operands = [[r.min for r in region.region] for region in stmt.reads]
-    if all(any(uses(d, n) for d in dims) for dims in operands):
-        return 0
-    for index, dims in enumerate(operands):
-        if not any(uses(d, n) for d in dims) or any(uses(d, v) for d in dims for v in others):
-            continue
-        n_dim = next(i for i, d in enumerate(dims) if uses(d, n))
+    index = _weights_operand(stmt, n_iter)
+    if index is not None:
+        dims = [r.min for r in stmt.reads[index].region]
+        n_dim = next(i for i, d in enumerate(dims) if uses(d, stmt.iter_vars[n_iter].var))
         packer = sch.cache_read(block, index, "global")
-        for padding in sch.get_producers(packer):  # zeros padding the weights (_padded_to_tiles)
-            sch.compute_inline(padding)  # go into the packed weights, so that they fold too
         sch.transform_layout(
             block,
             ("read", index),
@@ -112,6 +103,22 @@ def _pack_weights(sch: tvm.s_tir.Schedule, name: str, n_iter: int, tile_channels
         weights = stmt.reads[index].source
         return math.prod(int(extent) for extent in weights.shape) * tvm.runtime.DataType(weights.dtype).bits // 8
     return 0
+
+
+def _weights_operand(stmt, n_iter: int) -> int | None:
+    """The read operand that only the output channels N and the reduction index (the
+    weights), or None: where each output channel reads its own input channel (depthwise
+    convolutions) or where the operand N indexes also varies with other output iterators (a
+    batched matmul's, both operands activations)."""
+    n = stmt.iter_vars[n_iter].var
+    others = [iv.var for i, iv in enumerate(stmt.iter_vars) if iv.iter_type == IterVar.DataPar and i != n_iter]
+    operands = [[r.min for r in region.region] for region in stmt.reads]
+    if all(any(uses(d, n) for d in dims) for dims in operands):
+        return None
+    for index, dims in enumerate(operands):
+        if any(uses(d, n) for d in dims) and not any(uses(d, v) for d in dims for v in others):
+            return index
+    return None
 
 
 def _float_reduction(sch: tvm.s_tir.Schedule, lanes: int) -> tuple[str, int, int] | None:
@@ -130,18 +137,21 @@ def _float_reduction(sch: tvm.s_tir.Schedule, lanes: int) -> tuple[str, int, int
 
 def _padded_to_tiles(sch: tvm.s_tir.Schedule, lanes: int) -> tvm.s_tir.Schedule | None:
     """A copy of `sch` whose product (a matmul: the einsum pattern) computes on output channels
-    padded to a whole number of vectors, where they are none, and on rows padded to whole
-    tiles, where they are many without a divisor near a tile (attention's 197 patches); zeros
-    fill the operands' padding, and a copy to the output cuts it off. None where nothing needs
-    padding, or the product cannot pad (convolutions)."""
+    padded to a whole number of vectors, where they are none and both operands are activations
+    (attention's keys: ViT's 197 patches; weights with such channels belong to small heads, and
+    padding them would defeat their packing), and on rows padded to whole tiles, where they are
+    many without a divisor near a tile; zeros fill the operands' padding, and a copy to the
+    output cuts it off. None where nothing needs padding, or the product cannot pad
+    (convolutions)."""
     found = _contiguous_channels(sch)
     if found is None:
         return None
     name, n_iter, channels = found
-    iters = sch.get(sch.get_sblock(name)).iter_vars
+    stmt = sch.get(sch.get_sblock(name))
+    iters = stmt.iter_vars
     rows = [i for i, iv in enumerate(iters) if iv.iter_type == IterVar.DataPar and i != n_iter][-1]
     padding = [1] * len(iters)
-    if channels % lanes and channels % (lanes // 2):
+    if channels % lanes and channels % (lanes // 2) and _weights_operand(stmt, n_iter) is None:
         padding[n_iter] = lanes
     row_count = int(iters[rows].dom.extent)
     if row_count >= PAD_ROWS_FROM and largest_divisor(row_count, MAX_ROWS) < MAX_ROWS // 2:
@@ -235,5 +245,5 @@ def _register_tile(sch: tvm.s_tir.Schedule, name: str, n_iter: int, lanes: int, 
 def default_float_schedule(lanes: int, registers: int):
     """A module pass scheduling every unscheduled float32 convolution and matmul it can."""
     return default_schedule_pass(
-        "tvmq.DefaultFloatSchedule", lambda func: schedule_float_kernel(func, lanes, registers)
+        "tvmq.DefaultFloatSchedule", lambda func: schedule_float_kernel(func, lanes, registers), "default float tile"
     )

@@ -6,6 +6,8 @@ import tvm
 from tvm import tirx
 from tvm.s_tir import dlight as dl
 
+from tvmq.kernels.tiling import SCHEDULE_ATTR
+
 
 def default_gpu_schedule():
     """A module pass scheduling every unscheduled kernel with TVM's dlight GPU rules, first
@@ -28,7 +30,9 @@ def default_gpu_schedule():
                     continue
                 if space is not None:
                     sch = space[0] if isinstance(space, list) else space
-                    mod[global_var] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+                    mod[global_var] = sch.mod["main"].with_attrs(
+                        {"tirx.is_scheduled": True, SCHEDULE_ATTR: f"dlight {type(rule).__name__}"}
+                    )
                     break
         return mod
 

@@ -70,5 +70,7 @@ def fuse_parallel_vectorize(sch: tvm.s_tir.Schedule, block, vector_bits: int) ->
 def default_injective_schedule(vector_bits: int):
     """A module pass scheduling every unscheduled kernel without a reduction."""
     return default_schedule_pass(
-        "tvmq.DefaultInjectiveSchedule", lambda func: schedule_injective_kernel(func, vector_bits)
+        "tvmq.DefaultInjectiveSchedule",
+        lambda func: schedule_injective_kernel(func, vector_bits),
+        "default elementwise",
     )

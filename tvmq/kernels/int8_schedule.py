@@ -92,7 +92,9 @@ def _depthwise_block(sch: tvm.s_tir.Schedule, intrin: DotIntrin) -> str | None:
 
 def default_int8_schedule(intrin: DotIntrin):
     """A module pass scheduling every unscheduled int8 kernel that `intrin` computes."""
-    return default_schedule_pass("tvmq.DefaultInt8Schedule", lambda func: schedule_int8_kernel(func, intrin))
+    return default_schedule_pass(
+        "tvmq.DefaultInt8Schedule", lambda func: schedule_int8_kernel(func, intrin), "default int8 tile"
+    )
 
 
 def fold_padded_weight_packing():

@@ -220,5 +220,5 @@ def _vectorize_innermost(sch, block, vector_bits: int) -> None:
 def default_reduction_schedule(vector_bits: int):
     """A module pass scheduling every unscheduled kernel whose reduction is not a product."""
     return default_schedule_pass(
-        "tvmq.DefaultReductionSchedule", lambda func: schedule_reduction_kernel(func, vector_bits)
+        "tvmq.DefaultReductionSchedule", lambda func: schedule_reduction_kernel(func, vector_bits), "default reduction"
     )

@@ -14,6 +14,8 @@ from tvm.tirx import IterVar
 from tvm.tirx.analysis import undefined_vars
 
 LAYOUT_REWRITE = "meta_schedule.layout_rewrite_preproc"
+# The kernel attribute saying which default schedule scheduled a kernel (`tvmq profile` shows it).
+SCHEDULE_ATTR = "tvmq.schedule"
 
 
 def tile_reduction(
@@ -198,9 +200,9 @@ def largest_divisor(total: int, limit: int) -> int:
     return max(d for d in range(1, min(total, limit) + 1) if total % d == 0)
 
 
-def default_schedule_pass(name: str, schedule_kernel):
+def default_schedule_pass(name: str, schedule_kernel, source: str):
     """A module pass replacing every unscheduled kernel that `schedule_kernel` (PrimFunc ->
-    scheduled PrimFunc or None) schedules."""
+    scheduled PrimFunc or None) schedules, marked with `source` (SCHEDULE_ATTR)."""
 
     @tvm.transform.module_pass(opt_level=0, name=name)
     def schedule(mod, _ctx):
@@ -209,7 +211,7 @@ def default_schedule_pass(name: str, schedule_kernel):
                 continue
             scheduled = schedule_kernel(func)
             if scheduled is not None:
-                mod[global_var] = scheduled.with_attr("tirx.is_scheduled", True)
+                mod[global_var] = scheduled.with_attrs({"tirx.is_scheduled": True, SCHEDULE_ATTR: source})
         return mod
 
     return schedule

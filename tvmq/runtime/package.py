@@ -15,6 +15,7 @@ import numpy as np
 from tvmq.errors import InputError, PackageError
 from tvmq.metadata import PackageMetadata, read_metadata
 from tvmq.runtime.devices import cannot_run_here, device_for
+from tvmq.runtime.profile import Profile, profile_kernels
 from tvmq.runtime.threads import num_threads, set_num_threads
 from tvmq.target import TargetPreset
 from tvmq.tensors import TensorSpec
@@ -109,27 +110,26 @@ def random_inputs(specs: tuple[TensorSpec, ...], seed: int = 0) -> dict[str, np.
 class Package:
     """A deployable package loaded for running on this machine."""
 
-    def __init__(self, path: Path, metadata: PackageMetadata, vm, device):
+    def __init__(self, path: Path, metadata: PackageMetadata, library, device):
+        from tvm.runtime.vm import VirtualMachine  # the runtime's, so TVM_USE_RUNTIME_LIB=1 works
+
         self.path = path
         self.metadata = metadata
-        self._vm = vm
+        self._library = library
+        self._vm = VirtualMachine(library, device)
         self._device = device
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Package:
         """Load the package at `path` after checking the library's sha256 and that this machine
         can run its target."""
-        from tvm.runtime.vm import VirtualMachine  # the runtime's, so TVM_USE_RUNTIME_LIB=1 works
-
         path = Path(path)
         metadata = read_metadata(path)
         preset = TargetPreset.from_json(metadata.target)
         reason = cannot_run_here(preset)
         if reason:
             raise PackageError(f"cannot run {path} on this machine: {reason}")
-        device = device_for(preset)
-        vm = VirtualMachine(_load_verified_library(path, metadata), device)
-        return cls(path, metadata, vm, device)
+        return cls(path, metadata, _load_verified_library(path, metadata), device_for(preset))
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -184,3 +184,13 @@ class Package:
             min_repeat_ms=min_repeat_ms,
             threads=used_threads,
         )
+
+    def profile(self, inputs: Mapping[str, np.ndarray] | None = None, threads: int | None = None) -> Profile:
+        """Each kernel's time per call and per inference, the most first, beside the median of
+        whole inferences (tvmq.runtime.profile). Random inputs unless `inputs` are given."""
+        inputs = inputs if inputs is not None else self.random_inputs()
+        whole = self.benchmark(inputs, repeat=10, threads=threads)
+        kernels = profile_kernels(
+            self._vm, self._library, self._device, self._device_args(inputs), self.metadata.kernels or {}
+        )
+        return Profile(tuple(kernels), whole.median_ms, whole.threads)

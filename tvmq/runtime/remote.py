@@ -28,15 +28,14 @@ def parse_address(address: str, what: str = "RPC server") -> tuple[str, int]:
 class RemotePackage(Package):
     """A package loaded on an RPC server; `run` and `benchmark` execute there."""
 
-    def __init__(self, path: Path, metadata, vm, device, session):
-        super().__init__(path, metadata, vm, device)
+    def __init__(self, path: Path, metadata, library, device, session):
+        super().__init__(path, metadata, library, device)
         self.session = session  # keeps the connection open while the package is used
 
     @classmethod
     def connect(cls, path: str | os.PathLike, address: str, timeout_s: int = 600) -> RemotePackage:
         """Upload the package's library to the RPC server at `address` (HOST:PORT) and load it."""
         from tvm import rpc
-        from tvm.runtime.vm import VirtualMachine
 
         path = Path(path)
         metadata = read_metadata(path)
@@ -51,13 +50,15 @@ class RemotePackage(Package):
         try:
             session.upload(bytearray(library), target=remote_name)
             device = session.cuda(0) if kind == "cuda" else session.cpu(0)
-            vm = VirtualMachine(session.load_module(remote_name), device)
+            return cls(path, metadata, session.load_module(remote_name), device, session)
         except Exception as err:
             raise PackageError(
                 f"the RPC server at {address} cannot load {path} (built for {metadata.target['name']}): "
                 f"{str(err).strip().splitlines()[-1]}"
             ) from None
-        return cls(path, metadata, vm, device, session)
+
+    def profile(self, inputs=None, threads=None):
+        raise PackageError("profiling needs the package loaded here: the kernels are timed one by one in this process")
 
     def _use_threads(self, threads: int | None) -> int:
         if threads is not None:
