@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import math
 import os
 import re
 from collections import defaultdict
@@ -195,6 +196,45 @@ def _dropout(inputs, attrs, opset):
     return relax.Tuple([inputs[0], relax.op.ones_like(inputs[0], "bool")])
 
 
+def _prelu(inputs, attrs, opset):
+    """PRelu with a slope per channel of one axis, as relax.nn.prelu on that axis: before opset
+    7 a 1-D slope is per channel of axis 1 (PyTorch's exports), from 7 on it broadcasts like
+    numpy, so [C, 1, 1] against NCHW is axis 1 too; TVM's converter puts a 1-D slope on the
+    last axis. Other slopes are left to TVM's converter."""
+    from tvm import relax
+
+    x, slope = inputs
+    shape = [int(d) for d in x.ty.shape]
+    slope_shape = [int(d) for d in slope.ty.shape]
+    if math.prod(slope_shape) == 1:
+        return None
+    if opset < 7:
+        axis = 1 if len(slope_shape) == 1 and len(shape) > 1 and shape[1] == slope_shape[0] else None
+    else:
+        aligned = [1] * (len(shape) - len(slope_shape)) + slope_shape
+        channels = [i for i, d in enumerate(aligned) if d != 1]
+        axis = channels[0] if len(channels) == 1 and aligned[channels[0]] == shape[channels[0]] else None
+    if axis is None:
+        return None
+    return relax.op.nn.prelu(x, relax.op.reshape(slope, [shape[axis]]), axis)
+
+
+def _slice_v1(inputs, attrs, opset):
+    """Slice before opset 10, its starts, ends and axes attributes (PyTorch's older exports):
+    TVM's converter fails on it. Later Slices (inputs, not attributes) are TVM's."""
+    from tvm import relax
+
+    if opset >= 10:
+        return None
+    shape = [int(d) for d in inputs[0].ty.shape]
+    starts, ends = list(attrs["starts"]), list(attrs["ends"])
+    axes = list(attrs.get("axes", range(len(starts))))
+    axes = [a + len(shape) if a < 0 else a for a in axes]
+    # ends beyond the dimension (INT64_MAX for "to the end") stop at it
+    ends = [min(e, shape[a]) if e >= 0 else e for e, a in zip(ends, axes, strict=True)]
+    return relax.op.strided_slice(inputs[0], axes, starts, ends)
+
+
 def _elementwise_fold(op_name: str):
     """A variadic elementwise node (Sum, Max, Min) as a chain of binary operators: TVM stacks
     the inputs into one tensor of a rank more and reduces it, which copies them and which the
@@ -216,6 +256,8 @@ _CONVERTERS = {
     "Max": _elementwise_fold("maximum"),
     "Min": _elementwise_fold("minimum"),
     "Pad": _pad,
+    "PRelu": _prelu,
+    "Slice": _slice_v1,
     "Sum": _elementwise_fold("add"),
 }
 

@@ -13,6 +13,7 @@ over the cores. Elementwise stages that feed or follow the reduction are compute
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import tvm
 from tvm.s_tir import ScheduleError
@@ -31,12 +32,15 @@ def schedule_reduction_kernel(func: tvm.tirx.PrimFunc, vector_bits: int) -> tvm.
     if not reductions or any(_is_product(sch.get(b)) for b in reductions):
         return None
     _inline_single_use(sch)
-    for schedule in (_row_schedule, _column_schedule):
+    # Rows with their remainders in loops of their own, then without (loop_partition fails on
+    # some kernels: log_softmax's), then columns.
+    attempts = (partial(_row_schedule, partition=True), partial(_row_schedule, partition=False), _column_schedule)
+    for schedule in attempts:
         attempt = sch.copy()
         try:
             if schedule(attempt, vector_bits):
                 return attempt.mod["main"]
-        except ScheduleError:
+        except (ScheduleError, tvm.error.InternalError):  # or a primitive failing its own check
             pass
     return None
 
@@ -83,10 +87,12 @@ def _leading_spatial(stmt) -> int:
     return next((i for i, kind in enumerate(kinds) if kind != IterVar.DataPar), len(kinds))
 
 
-def _row_schedule(sch, vector_bits: int) -> bool:
+def _row_schedule(sch, vector_bits: int, partition: bool) -> bool:
     """Rows in parallel, each row's stages computed inside it, reductions over its innermost
     axis in vectors. Applies where every stage iterates the rows first (the kernel's output
-    stage elementwise) and every reduction reduces the innermost axis of what it reads."""
+    stage elementwise) and every reduction reduces the innermost axis of what it reads.
+    `partition`: elementwise rows that are no whole number of vectors have their remainder in
+    a loop of its own (else they stay scalar)."""
     blocks = _blocks(sch)
     stmts = [sch.get(b) for b in blocks]
     if _is_reduction(stmts[-1]) or any(len(sch.get_loops(b)) != len(s.iter_vars) for b, s in zip(blocks, stmts)):
@@ -112,7 +118,7 @@ def _row_schedule(sch, vector_bits: int) -> bool:
         if stmt.name_hint.endswith("_rf"):  # the lanes' partial reductions
             _vectorize_lanes(sch, block, stmt)
         elif not _is_reduction(stmt):
-            _vectorize_innermost(sch, block, vector_bits)
+            _vectorize_innermost(sch, block, vector_bits, partition)
     return True
 
 
@@ -197,9 +203,9 @@ def _column_schedule(sch, vector_bits: int) -> bool:
     return done
 
 
-def _vectorize_innermost(sch, block, vector_bits: int) -> None:
+def _vectorize_innermost(sch, block, vector_bits: int, partition: bool) -> None:
     """The block's innermost loop in vectors, the remainder of its division by the lanes in a
-    loop of its own."""
+    loop of its own if `partition` (else such a loop stays scalar)."""
     stmt = sch.get(block)
     inner = sch.get_loops(block)[-1]
     lanes = vector_lanes(stmt, vector_bits)
@@ -211,7 +217,7 @@ def _vectorize_innermost(sch, block, vector_bits: int) -> None:
     elif length % lanes == 0:
         _, lane = sch.split(inner, [None, lanes])
         sch.vectorize(lane)
-    else:
+    elif partition:
         body, _rest = sch.loop_partition(inner, [length - length % lanes, None])
         _, lane = sch.split(body, [None, lanes])
         sch.vectorize(lane)
