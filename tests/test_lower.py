@@ -286,18 +286,23 @@ def test_int8_convolutions_get_whole_groups_of_4_input_channels_and_the_same_res
     np.testing.assert_array_equal(results[0], results[1])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
 @pytest.mark.parametrize("groups, dense", [(4, True), (8, True), (16, False), (32, False)])
-def test_a_grouped_convolution_with_few_groups_becomes_a_block_diagonal_dense_one(groups, dense):
+def test_a_grouped_convolution_with_few_groups_becomes_a_block_diagonal_dense_one(groups, dense, dtype):
     """4 and 8 groups of 32 channels: one convolution whose weights are zero off the diagonal
-    blocks, computing the same numbers (the default schedules vectorize it; a grouped one ran
-    TVM's serial loops). 16 groups would cost 16x the multiply-adds, and 32 is depthwise: kept."""
+    blocks, computing the same numbers, float and integer (exactly; the default schedules
+    vectorize it; a grouped one ran TVM's serial loops). 16 groups would cost 16x the
+    multiply-adds, and 32 is depthwise: kept."""
     rng = np.random.default_rng(groups)
-    weights = rng.standard_normal((32, 32 // groups, 3, 3)).astype(np.float32)
+    integer = dtype != "float32"
+    weights = rng.integers(-127, 128, (32, 32 // groups, 3, 3)).astype("int8" if integer else "float32")
     builder = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType((1, 32, 6, 6), "float32"))
+    x = relax.Var("x", relax.TensorType((1, 32, 6, 6), dtype))
     with builder.function("main", [x]):
         with builder.dataflow():
-            y = relax.op.nn.conv2d(x, relax.const(weights), padding=1, groups=groups)
+            y = relax.op.nn.conv2d(
+                x, relax.const(weights), padding=1, groups=groups, out_dtype="int32" if integer else "float32"
+            )
             out = builder.emit_output(builder.emit(y))
         builder.emit_func_output(out)
     before = builder.get()
@@ -305,6 +310,6 @@ def test_a_grouped_convolution_with_few_groups_becomes_a_block_diagonal_dense_on
     (conv,) = [b.value for b in after["main"].body.blocks[0].bindings if isinstance(b.value, relax.Call)]
     assert int(conv.attrs.groups) == (1 if dense else groups)
 
-    data = rng.standard_normal((1, 32, 6, 6)).astype(np.float32)
+    data = rng.integers(0, 256, (1, 32, 6, 6)).astype(dtype)
     run = [relax.VirtualMachine(relax.build(m, "llvm"), tvm.cpu())["main"] for m in (before, after)]
-    np.testing.assert_allclose(*(f(tvm.runtime.tensor(data)).numpy() for f in run), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(*(f(tvm.runtime.tensor(data)).numpy() for f in run))

@@ -320,19 +320,20 @@ class ChannelShuffleAsTake(PatternRewrite):
         return relax.op.take(data, relax.const(order), axis=1)
 
 
-# Grouped float convolutions with at most this many groups are computed as one convolution
-# with block-diagonal weights: the default schedules vectorize over output channels, which a
-# group's input channels do not follow, so a grouped convolution otherwise runs TVM's serial
-# loops (ShuffleNet's 1x1 group convolutions: 10x behind onnxruntime). The zeros cost `groups`
-# times the multiply-adds, far less than scalar code; beyond this the cost outgrows the gain.
+# Grouped convolutions with at most this many groups are computed as one convolution with
+# block-diagonal weights. The default schedules vectorize over output channels, which a group's
+# input channels do not follow: float grouped convolutions ran TVM's serial loops, int8 ones
+# partly so (ShuffleNet: fp32 10x, int8 3x slower). The zeros cost `groups` times the
+# multiply-adds, far less than that; beyond this count the cost outgrows the gain.
 DENSE_GROUPS_UP_TO = 8
 
 
 @relax.transform.function_pass(opt_level=0, name="tvmq.GroupedConvAsDense")
 class GroupedConvAsDense(PatternRewrite):
-    """A float32 convolution with 2..DENSE_GROUPS_UP_TO groups (not depthwise) and constant
-    weights, in any layout -> the same convolution with groups=1 and its weights spread over a
-    block diagonal, zeros elsewhere: the same sums, the zeros adding nothing."""
+    """A float32 or 8-bit integer convolution with 2..DENSE_GROUPS_UP_TO groups (not depthwise)
+    and constant weights, in any layout -> the same convolution with groups=1 and its weights
+    spread over a block diagonal, zeros elsewhere: the same sums, the zeros adding nothing
+    (integer sums exactly)."""
 
     def __init__(self):
         self.data, self.weights = wildcard(), is_const()
@@ -346,7 +347,7 @@ class GroupedConvAsDense(PatternRewrite):
         layout = str(attrs.kernel_layout)
         if (
             sorted(layout) != sorted("OIHW")
-            or str(data.ty.dtype) != "float32"
+            or str(data.ty.dtype) not in ("float32", "uint8", "int8")
             or not 1 < groups <= DENSE_GROUPS_UP_TO
             or groups == channels  # depthwise: the default schedules cover it
         ):
