@@ -338,6 +338,10 @@ def _cmd_run(args) -> None:
         print(f"saved {len(outputs)} output(s) to {args.output}")
 
 
+def _write_json(path, report: dict) -> None:
+    write_atomically(path, lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
+
+
 def _cmd_bench(args) -> None:
     package = _open_package(args)
     result = package.benchmark(repeat=args.repeat, threads=args.threads)
@@ -353,7 +357,7 @@ def _cmd_bench(args) -> None:
         report = {**result.to_json(), "package": str(args.package), "target": target["name"]}
         if args.rpc:
             report["rpc"] = args.rpc
-        write_atomically(args.json, lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
+        _write_json(args.json, report)
 
 
 PROFILE_ROWS = 25  # kernels `tvmq profile` lists; the rest it sums in one line
@@ -384,7 +388,7 @@ def _cmd_profile(args) -> None:
     print("by schedule: " + ", ".join(f"{source} {ms:.2f} ms" for source, ms in profile.by_schedule().items()))
     if args.json:
         report = {**profile.to_json(), "package": str(args.package), "target": target["name"]}
-        write_atomically(args.json, lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
+        _write_json(args.json, report)
 
 
 def _cmd_demo(args) -> None:
