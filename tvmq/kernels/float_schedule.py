@@ -122,9 +122,9 @@ def _weights_operand(stmt, n_iter: int) -> int | None:
 
 
 def _float_reduction(sch: tvm.s_tir.Schedule, lanes: int) -> tuple[str, int, int] | None:
-    """(name, N's position among its iterators, lanes) of the kernel's float32 product
-    reduction whose output channels N are vectorizable: the innermost index of the output and
-    of every operand that N indexes, a whole number of `lanes` (or of half as many); else None."""
+    """(name, N's position among its iterators, lanes) of the kernel's product reduction
+    (_contiguous_channels) whose output channels N are a whole number of `lanes` (or of half as
+    many); else None."""
     found = _contiguous_channels(sch)
     if found is None:
         return None
@@ -167,9 +167,9 @@ def _padded_to_tiles(sch: tvm.s_tir.Schedule, lanes: int) -> tvm.s_tir.Schedule 
 
 
 def _contiguous_channels(sch: tvm.s_tir.Schedule) -> tuple[str, int, int] | None:
-    """(name, N's position among its iterators, N's extent) of the kernel's product reduction
-    (one of DTYPES throughout) whose output channels N are the innermost index of the output and of every
-    operand that N indexes; else None."""
+    """(name, N's position among its iterators, N's extent) of the kernel's product reduction,
+    one of DTYPES throughout, whose output channels N are the innermost index of the output and
+    of every operand that N indexes; else None."""
     for block in sch.get_child_blocks(sch.get_sblock("root")):
         stmt = sch.get(block)
         kinds = [iv.iter_type for iv in stmt.iter_vars]
@@ -177,7 +177,8 @@ def _contiguous_channels(sch: tvm.s_tir.Schedule) -> tuple[str, int, int] | None
             len(stmt.writes) != 1
             or len(stmt.reads) != 2
             or IterVar.CommReduce not in kinds
-            or {str(region.source.dtype) for region in [*stmt.reads, *stmt.writes]} not in ({d} for d in DTYPES)
+            or len(dtypes := {str(region.source.dtype) for region in [*stmt.reads, *stmt.writes]}) != 1
+            or not dtypes <= set(DTYPES)
             or not _is_multiply_add(stmt)
         ):
             continue
@@ -243,7 +244,8 @@ def _register_tile(sch: tvm.s_tir.Schedule, name: str, n_iter: int, lanes: int, 
 
 
 def default_float_schedule(lanes: int, registers: int):
-    """A module pass scheduling every unscheduled float32 convolution and matmul it can."""
+    """A module pass scheduling every unscheduled float32 (or int32) convolution and matmul it
+    can."""
     return default_schedule_pass(
         "tvmq.DefaultFloatSchedule", lambda func: schedule_float_kernel(func, lanes, registers), "default float tile"
     )

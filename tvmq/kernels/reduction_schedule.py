@@ -161,8 +161,9 @@ def _vectorize_lanes(sch, rf_block, stmt) -> None:
 
 def _column_schedule(sch, vector_bits: int) -> bool:
     """Each output vector of the innermost axis accumulates its whole reduction in registers;
-    applies where every reduction keeps the innermost axis of its output spatial and that axis
-    steps the innermost axis of what it reads."""
+    applies where every reduction keeps the innermost axis of its output spatial. Where that
+    axis does not step the innermost axis of what it reads by one (a strided window), or is no
+    whole number of vectors, the outputs are computed one at a time, still in parallel."""
     done = False
     for block in _blocks(sch):
         stmt = sch.get(block)

@@ -12,6 +12,7 @@ the VM's own work (allocation, argument checks, control flow).
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 NOT_RECORDED = "not recorded"  # packages built before tvmq recorded how each kernel was scheduled
@@ -87,8 +88,8 @@ def profile_kernels(vm, library, device, args: list, schedules: dict, min_repeat
         timer = _module_with(library, name).time_evaluator(
             name, device, number=1, repeat=5, min_repeat_ms=min_repeat_ms
         )
-        seconds = sorted(timer(*kernel_args).results)
-        times.append(KernelTime(name, calls[name], 1e3 * seconds[len(seconds) // 2], schedules.get(name, NOT_RECORDED)))
+        ms = 1e3 * statistics.median(timer(*kernel_args).results)
+        times.append(KernelTime(name, calls[name], ms, schedules.get(name, NOT_RECORDED)))
     return sorted(times, key=lambda k: -k.total_ms)
 
 
